@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .models import AskResult, Chunk, ScoredChunk
+from langchain_core.embeddings import Embeddings
+
+from .models import AskResult, Chunk, Document, ScoredChunk
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class Assistant:
         k: int = 5,
         mode: str = "extractive",  # or "llm" when configured
         filters: Filters | None = None,
+        retrievers: tuple[str, ...] = ("bm25", "dense"),  # ("bm25",) / ("dense",) for ablations
+        rerank: bool | None = None,  # None: as configured
     ) -> AskResult: ...
 
     def ask_stream(self, question: str, **kwargs: Any):  # yields str pieces, then the AskResult
@@ -59,6 +63,14 @@ class Assistant:
     ) -> list[ScoredChunk]: ...
 
     def documents(self) -> list[DocumentSummary]: ...
+
+    def document_records(self) -> list[Document]: ...  # full normalised texts, for baselines
+
+    @property
+    def embedder(self) -> Embeddings: ...  # embed_documents / embed_query, cached by content hash
+
+    @property
+    def reranker_available(self) -> bool: ...
 
     def clauses(self, doc_id: str) -> list[Chunk]: ...  # document order
 
