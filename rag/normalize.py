@@ -117,13 +117,24 @@ _SPACE_RUN = re.compile(r"[ \t\u00a0\u3000]+")
 _SPACE_BETWEEN_CJK = re.compile(rf"(?<=[{_CJK_CONTEXT}]) +(?=[{_CJK_CONTEXT}])")
 
 
+# The space after a leading 第X条 / 第X章 marks where the number ends and the
+# text begins; it is what tells an article apart from a paragraph that
+# merely starts by citing one ("第十条规定的……").
+_NUMBERED_HEAD = re.compile(
+    r"^(第[零〇一二三四五六七八九十百千两\d]+(?:条(?:之[一二三四五六七八九十]+)?|章|节|分编|编)) +"
+)
+
+
 def normalize_whitespace(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\ufeff", "")
     text = text.replace("\u200b", "")
     lines = []
     for line in text.split("\n"):
         line = _SPACE_RUN.sub(" ", line).strip()
-        lines.append(_SPACE_BETWEEN_CJK.sub("", line))
+        head = ""
+        if m := _NUMBERED_HEAD.match(line):
+            head, line = m.group(1) + " ", line[m.end() :]
+        lines.append(head + _SPACE_BETWEEN_CJK.sub("", line))
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 

@@ -1,0 +1,246 @@
+"""Ingestion: sources → normalised documents → clauses → chunks → embeddings → Chroma.
+
+Incremental by content hash: unchanged chunks reuse their stored vectors (or
+the embedding cache), so an unchanged re-ingest embeds nothing and writes
+nothing; any change builds a new collection aside and then switches to it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import laws, lexical, store
+from .chunk import chunk_document, embedding_text
+from .corruption import Suspect, detect_corruption
+from .embed import EmbeddingCache, get_embedder
+from .errors import CorpusError
+from .loaders import LoadedFile, Skipped, load_files
+from .models import IN_FORCE, Chunk, Document
+from .normalize import NORMALIZER_VERSION, normalize_text
+from .parse import parse_document
+from .settings import Settings
+from .titles import english_law_titles
+
+log = logging.getLogger(__name__)
+SOURCES_FILE = "sources.json"
+
+
+@dataclass
+class IngestSummary:
+    documents: int = 0
+    clauses: int = 0
+    chunks: int = 0
+    embedded: int = 0
+    reused: int = 0
+    warnings: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    seconds: float = 0.0
+    changed: bool = False
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"warning: {w}" for w in self.warnings]
+        out += [f"skipped {s.path}: {s.reason}" for s in self.skipped]
+        state = "index rebuilt" if self.changed else "index up to date, nothing embedded"
+        out.append(
+            f"{state}: {self.documents} documents, {self.clauses} clauses, {self.chunks} chunks "
+            f"({self.embedded} embedded, {self.reused} reused), {len(self.warnings)} warnings, "
+            f"{len(self.skipped)} skipped, {self.seconds:.1f} s"
+        )
+        if self.added or self.updated or self.removed:
+            out.append(f"documents added {len(self.added)}, updated {len(self.updated)}, "
+                       f"removed {len(self.removed)}")
+        return out
+
+
+# ---- sources ---------------------------------------------------------------
+
+def remembered_sources(data_dir: Path) -> list[str]:
+    path = data_dir / SOURCES_FILE
+    if not path.exists():
+        return []
+    try:
+        return list(json.loads(path.read_text(encoding="utf-8")).get("paths", []))
+    except (OSError, ValueError):
+        log.warning("%s is unreadable; user-added sources must be given again", path)
+        return []
+
+
+def remember_sources(data_dir: Path, paths: list[str]) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / SOURCES_FILE).write_text(json.dumps({"paths": paths}, ensure_ascii=False, indent=1),
+                                         encoding="utf-8")
+
+
+_DOC_TYPE_BY_SUFFIX = (("条例", "行政法规"), ("法", "法律"), ("办法", "部门规章"), ("规定", "部门规章"),
+                       ("通知", "政策文件"), ("方案", "政策文件"), ("意见", "政策文件"))
+
+
+def guess_doc_type(title: str) -> str:
+    for suffix, kind in _DOC_TYPE_BY_SUFFIX:
+        if title.endswith(suffix):
+            return kind
+    return "其他"
+
+
+def slug(title: str, date: str) -> str:
+    base = re.sub(r"[\s《》〈〉（）()【】/\\:：,，。]+", "", laws.short_title(title))[:40] or "doc"
+    return f"{base}@{date}" if date else base
+
+
+def document_from_file(f: LoadedFile, english: dict[str, str]) -> tuple[Document, list[Suspect]]:
+    suspects = detect_corruption(f.text, f.path)
+    title = normalize_text(f.title).replace("\n", " ")
+    text = normalize_text(f.text)
+    if not text.startswith(title):
+        text = f"{title}\n{text}"  # keeps the title searchable and offsets consistent
+    short = f.short_title or laws.short_title(title)
+    return Document(
+        doc_id=f.doc_id or slug(title, f.date), title=title, short_title=short,
+        doc_type=f.doc_type or guess_doc_type(title), issuer=f.issuer, date=f.date,
+        status=f.status or IN_FORCE, text=text, source=f.path,
+        english_title=english.get(title, ""),
+    ), suspects
+
+
+def gather_documents(settings: Settings, extra_paths: list[str]) -> tuple[list[Document], list[str], list[Skipped]]:
+    english = english_law_titles()
+    docs: list[Document] = []
+    warnings: list[str] = []
+    paths = [str(settings.documents_dir)] + extra_paths
+    loaded, skipped = load_files(paths)
+    for f in loaded:
+        doc, suspects = document_from_file(f, english)
+        warnings += [str(s) for s in suspects]
+        docs.append(doc)
+    docs += laws.load_laws(laws.load_manifest(settings.laws_manifest), english)
+    seen: dict[str, Document] = {}
+    for doc in docs:
+        if doc.doc_id in seen:
+            warnings.append(f"{doc.source}: doc_id {doc.doc_id!r} already used by "
+                            f"{seen[doc.doc_id].source}; the later one is skipped")
+            continue
+        seen[doc.doc_id] = doc
+    return list(seen.values()), warnings, skipped
+
+
+def build_chunks(docs: list[Document], cap: int) -> tuple[list[Chunk], int, list[str]]:
+    chunks: list[Chunk] = []
+    clauses_total = 0
+    warnings = []
+    for doc in docs:
+        clauses = parse_document(doc.text)
+        if not clauses:
+            warnings.append(f"{doc.source}: no clauses found; the document is indexed as one block")
+            from .models import Clause
+
+            clauses = [Clause(key="全文", kind="paragraph", section_path=("全文",), start=0,
+                              end=len(doc.text))]
+        clauses_total += len(clauses)
+        chunks += chunk_document(doc, clauses, cap)
+    return chunks, clauses_total, warnings
+
+
+# ---- the run ---------------------------------------------------------------
+
+def ingest(settings: Settings, add_paths: list[str] | None = None, rebuild: bool = False,
+           progress: bool = True) -> IngestSummary:
+    started = time.perf_counter()
+    summary = IngestSummary()
+    sources = remembered_sources(settings.data_dir)
+    for p in add_paths or []:
+        resolved = str(Path(p).resolve())
+        if not Path(resolved).exists():
+            summary.skipped.append(Skipped(p, "no such file or folder — check the path"))
+            continue
+        if resolved not in sources:
+            sources.append(resolved)
+    docs, warnings, skipped = gather_documents(settings, sources)
+    summary.warnings += warnings
+    summary.skipped += skipped
+    chunks, summary.clauses, chunk_warnings = build_chunks(docs, settings.token_cap)
+    summary.warnings += chunk_warnings
+    summary.documents, summary.chunks = len(docs), len(chunks)
+    if not chunks:
+        raise CorpusError("nothing to index", hint="check corpus/ and the paths given to rag ingest")
+
+    client = store.make_client(settings.data_dir, settings.chroma_url)
+    store.remove_leftovers(client)
+    embedder = get_embedder(settings.embedder)
+    current = store.active_info(client)
+    compatible = (current is not None and current.embedder == settings.embedder
+                  and current.normalizer == NORMALIZER_VERSION)
+    old_chunks: list[Chunk] = []
+    old_docs: dict[str, Document] = {}
+    if compatible and current is not None:
+        old_chunks, _ = store.read_chunks(client, current)
+        old_docs = {d.doc_id: d for d in store.read_documents(client, current)}
+    new_ids = {c.chunk_id for c in chunks}
+    old_ids = {c.chunk_id for c in old_chunks}
+    new_docs = {d.doc_id: d for d in docs}
+    summary.added = sorted(set(new_docs) - set(old_docs))
+    summary.removed = sorted(set(old_docs) - set(new_docs))
+    summary.updated = sorted(d for d in set(new_docs) & set(old_docs)
+                             if new_docs[d].content_hash != old_docs[d].content_hash)
+    if compatible and not rebuild and new_ids == old_ids and not summary.updated:
+        remember_sources(settings.data_dir, sources)
+        summary.reused = len(chunks)
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    vectors = _vectors_for(chunks, client, current if compatible else None, old_ids,
+                           embedder, settings, summary, progress)
+    dim = len(next(iter(vectors.values())))
+    build = store.new_build_id()
+    store.write_build(client, build, docs, chunks, vectors, dim)
+    lexical.build_and_save(chunks, settings.data_dir / "lexical" / build)
+    info = store.IndexInfo(build=build, embedder=settings.embedder, normalizer=NORMALIZER_VERSION,
+                           dim=dim, created=time.time(), documents=len(docs), chunks=len(chunks))
+    store.activate(client, info)
+    lexical.remove_other_builds(settings.data_dir / "lexical", keep=build)
+    remember_sources(settings.data_dir, sources)
+    summary.changed = True
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _vectors_for(chunks: list[Chunk], client, current, old_ids: set[str], embedder, settings: Settings,
+                 summary: IngestSummary, progress: bool) -> dict[str, list[float]]:
+    vectors: dict[str, list[float]] = {}
+    if current is not None:
+        reusable = [c.chunk_id for c in chunks if c.chunk_id in old_ids]
+        if reusable:
+            _, stored = store.read_chunks(client, current, with_vectors=True)
+            vectors.update({cid: stored[cid] for cid in reusable if cid in stored})
+    cache = EmbeddingCache(settings.data_dir / "embeddings.sqlite", settings.embedder)
+    try:
+        todo = [c for c in chunks if c.chunk_id not in vectors]
+        texts = {c.chunk_id: embedding_text(c) for c in todo}
+        cached = cache.get_many(list(texts.values()))
+        for c in todo:
+            if texts[c.chunk_id] in cached:
+                vectors[c.chunk_id] = cached[texts[c.chunk_id]]
+        missing = [c for c in todo if c.chunk_id not in vectors]
+        summary.reused = len(chunks) - len(missing)
+        batch = 32
+        with tqdm(total=len(missing), desc="embedding", unit="chunk", disable=not progress or not missing) as bar:
+            for i in range(0, len(missing), batch):
+                part = missing[i : i + batch]
+                embedded = embedder.embed_documents([texts[c.chunk_id] for c in part])
+                cache.put_many([(texts[c.chunk_id], v) for c, v in zip(part, embedded, strict=True)])
+                for c, v in zip(part, embedded, strict=True):
+                    vectors[c.chunk_id] = v
+                bar.update(len(part))
+        summary.embedded = len(missing)
+    finally:
+        cache.close()
+    return vectors

@@ -1,0 +1,100 @@
+"""The one settings object, built at the edge from RAG_* variables and CLI flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_ROOT.parent
+
+# Calibrated on the dev split's unanswerable items (see eval/reports/report.md).
+DEFAULT_ABSTAIN_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".rag")
+    chroma_url: str = ""
+    embedder: str = "e5-small"
+    token_cap: int = 400
+    corpus_dir: Path = REPO_ROOT / "corpus"
+    k: int = 5
+    mode: str = "extractive"
+    reranker: str = ""  # a sentence-transformers CrossEncoder name or path; "" = off
+    abstain_threshold: float = DEFAULT_ABSTAIN_THRESHOLD
+    llm: str = ""  # "openai" (any OpenAI-compatible endpoint: OpenAI, vLLM, Ollama) or ""
+    llm_model: str = "gpt-4o-mini"
+    llm_base_url: str = ""
+    llm_api_key: str = ""
+    llm_max_context_tokens: int = 3000
+
+    @property
+    def laws_manifest(self) -> Path:
+        return self.corpus_dir / "laws.yaml"
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.corpus_dir / "documents"
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+_ENV = {
+    "data_dir": "RAG_DATA_DIR", "chroma_url": "RAG_CHROMA_URL", "embedder": "RAG_EMBEDDER",
+    "token_cap": "RAG_TOKEN_CAP", "corpus_dir": "RAG_CORPUS_DIR", "k": "RAG_K", "mode": "RAG_MODE",
+    "reranker": "RAG_RERANKER", "abstain_threshold": "RAG_ABSTAIN_THRESHOLD", "llm": "RAG_LLM",
+    "llm_model": "RAG_LLM_MODEL", "llm_base_url": "OPENAI_BASE_URL",
+    "llm_api_key": "OPENAI_API_KEY", "llm_max_context_tokens": "RAG_LLM_MAX_CONTEXT_TOKENS",
+}
+ENV_DOC = {
+    "RAG_DATA_DIR": "where the index, caches and remembered sources live (default .rag)",
+    "RAG_CHROMA_URL": "http://host:port of a Chroma server; unset = embedded store under RAG_DATA_DIR",
+    "RAG_EMBEDDER": "e5-small (default, offline), st:<model or path>, hash (tests only)",
+    "RAG_TOKEN_CAP": "max tokens of one chunk; longer clauses split on sentences (default 400)",
+    "RAG_CORPUS_DIR": "folder with documents/ and laws.yaml (default: the repository's corpus/)",
+    "RAG_K": "number of clauses retrieved (default 5)",
+    "RAG_MODE": "extractive (default) or llm",
+    "RAG_RERANKER": "sentence-transformers CrossEncoder for reranking; unset = off",
+    "RAG_ABSTAIN_THRESHOLD": "evidence score under which the answer abstains",
+    "RAG_LLM": "openai to enable llm mode (any OpenAI-compatible server)",
+    "RAG_LLM_MODEL": "model name for llm mode (default gpt-4o-mini)",
+    "OPENAI_BASE_URL": "endpoint for llm mode, e.g. http://127.0.0.1:11434/v1 for Ollama",
+    "OPENAI_API_KEY": "key for llm mode",
+    "RAG_LLM_MAX_CONTEXT_TOKENS": "token budget of the clauses given to the model (default 3000)",
+}
+
+
+def from_env(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    env = dict(os.environ) if env is None else env
+    values: dict[str, Any] = {}
+    types = {f.name: f.type for f in fields(Settings)}
+    for name, var in _ENV.items():
+        raw = env.get(var)
+        if raw is None or raw == "":
+            continue
+        kind = types[name]
+        try:
+            if kind in ("int", int):
+                values[name] = int(raw)
+            elif kind in ("float", float):
+                values[name] = float(raw)
+            elif kind in ("Path", Path):
+                values[name] = Path(raw)
+            else:
+                values[name] = raw
+        except ValueError as exc:
+            raise ConfigError(f"{var}={raw!r} is not a valid {kind}", hint=f"fix or unset {var}") from exc
+    settings = Settings(**values).with_overrides(**overrides)
+    if settings.mode not in ("extractive", "llm"):
+        raise ConfigError(f"unknown answer mode {settings.mode!r}", hint="use extractive or llm")
+    if not 1 <= settings.k <= 50:
+        raise ConfigError(f"k={settings.k} is out of range", hint="use a k between 1 and 50")
+    if settings.token_cap < 50:
+        raise ConfigError(f"token cap {settings.token_cap} is too small", hint="use at least 50")
+    return settings

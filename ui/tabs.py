@@ -1,0 +1,277 @@
+"""The retrieval-test, corpus, benchmark and upload tabs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from rag.assistant import Filters
+from rag.errors import RagError
+
+from . import render
+from .labels import label
+
+log = logging.getLogger(__name__)
+
+UPLOAD_SUFFIXES = (".txt", ".md", ".docx", ".pdf", ".html")
+UPLOAD_MAX_BYTES = 10 * 1024 * 1024
+DOC_HEADERS = ["标题 Title", "发布机关 Issuer", "日期 Date", "状态 Status", "条款 Clauses", "ID"]
+
+
+def _lang(text: str, choice: str) -> str:
+    return render.ui_language(render.detect_language(text), choice)
+
+
+def _guard(fn: Callable[..., str], lang_of: Callable[..., str]) -> Callable[..., str]:
+    """Show a RagError (message + hint) in the output instead of a red toast."""
+
+    def wrapped(*args: Any) -> str:
+        try:
+            return fn(*args)
+        except RagError as exc:
+            return render.render_error(exc.message, exc.hint, lang_of(*args))
+        except Exception:
+            log.exception("%s failed", fn.__name__)
+            return render.render_error("internal error", "see the server log", lang_of(*args))
+
+    wrapped.__name__ = fn.__name__
+    wrapped.__doc__ = fn.__doc__
+    return wrapped
+
+
+def safe_documents(assistant: Any) -> tuple[list[Any], RagError | None]:
+    """The document list, or [] and the error when the index is missing: the app
+    still starts so that /api/health can report 503 and the page can say why."""
+    try:
+        return list(assistant.documents()), None
+    except RagError as exc:
+        log.warning("no documents: %s", exc)
+        return [], exc
+
+
+# --------------------------------------------------------------------------- retrieval test
+
+
+def build_search_tab(assistant: Any, lang_choice: gr.Radio) -> dict[str, Any]:
+    with gr.Row():
+        query = gr.Textbox(label=label("query"), placeholder="M0 住宅 / cross-border e-commerce",
+                           scale=4, elem_id="search-query")
+        search_btn = gr.Button(label("search"), variant="primary", scale=1, elem_id="search-btn")
+    with gr.Row():
+        top_n = gr.Slider(1, 50, value=10, step=1, label=label("top_n"))
+        retrievers = gr.CheckboxGroup(["bm25", "dense"], value=["bm25", "dense"], label=label("retrievers"))
+        in_force = gr.Checkbox(True, label=label("in_force"))
+    hits = gr.HTML(elem_id="search-results", js_on_load=None)
+
+    def search(q: str, n: float, names: list[str], only: bool, choice: str) -> str:
+        """Ranked chunks with each retriever's score and the matched terms."""
+        if not (q or "").strip():
+            return ""
+        found = assistant.search(q.strip(), k=int(n), filters=Filters(in_force_only=bool(only)),
+                                 retrievers=tuple(names or ("bm25", "dense")))
+        return render.render_search_results(found, _lang(q, choice))
+
+    guarded = _guard(search, lambda q, *rest: _lang(q or "", rest[-1]))
+    inputs = [query, top_n, retrievers, in_force, lang_choice]
+    search_btn.click(guarded, inputs, hits, api_name="search")
+    query.submit(guarded, inputs, hits, api_visibility="private")
+    return {"query": query, "search": search_btn, "top_n": top_n, "retrievers": retrievers, "in_force": in_force}
+
+
+# --------------------------------------------------------------------------- corpus
+
+
+def build_corpus_tab(assistant: Any, lang_choice: gr.Radio) -> dict[str, Any]:
+    docs, _ = safe_documents(assistant)
+    table = gr.Dataframe(render.document_rows(docs), headers=DOC_HEADERS, datatype="str",
+                         interactive=False, label=label("doc_table"), wrap=True, elem_id="doc-table",
+                         column_widths=["38%", "16%", "12%", "10%", "8%", "16%"])
+    doc_pick = gr.Dropdown([(d.title, d.doc_id) for d in docs], value=None, label=label("doc_pick"),
+                           elem_id="doc-pick")
+    tree = gr.HTML(elem_id="clause-tree", js_on_load=None)
+    with gr.Row():
+        find_box = gr.Textbox(label=label("find"), placeholder=label("find_ph"), scale=4, elem_id="find-box")
+        find_btn = gr.Button(label("find_btn"), scale=1, elem_id="find-btn")
+    found = gr.HTML(elem_id="find-results", js_on_load=None)
+
+    def show_tree(doc_id: str | None, choice: str) -> str:
+        if not doc_id:
+            return ""
+        return render.render_clause_tree(assistant.clauses(doc_id), "en" if choice == "en" else "zh")
+
+    def pick_row(evt: gr.SelectData) -> Any:
+        # The doc_id is the last column; read it from the clicked row, which stays
+        # right when the user has sorted the table.
+        row = evt.row_value or []
+        return row[-1] if row else gr.skip()
+
+    def find(q: str, choice: str) -> str:
+        """Clauses whose label (or chunk id) is `q`."""
+        if not (q or "").strip():
+            return ""
+        return render.render_clause_cards(assistant.find(q.strip()), _lang(q, choice))
+
+    doc_pick.change(_guard(show_tree, lambda d, c: "en" if c == "en" else "zh"), [doc_pick, lang_choice],
+                    tree, api_visibility="private")
+    table.select(pick_row, None, doc_pick, api_visibility="private")
+    guarded_find = _guard(find, lambda q, c: _lang(q or "", c))
+    find_btn.click(guarded_find, [find_box, lang_choice], found, api_name="find")
+    find_box.submit(guarded_find, [find_box, lang_choice], found, api_visibility="private")
+    return {"components": {"doc_table": table, "doc_pick": doc_pick, "find": find_box, "find_btn": find_btn},
+            "table": table, "doc_pick": doc_pick}
+
+
+def refresh_documents(assistant: Any) -> tuple[Any, Any, Any]:
+    """New table rows and dropdown choices after documents were added."""
+    docs, _ = safe_documents(assistant)
+    return (render.document_rows(docs), gr.update(choices=[(d.title, d.doc_id) for d in docs]),
+            gr.update(choices=[(f"{d.short_title or d.title} · {d.status}", d.doc_id) for d in docs]))
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+def _evaluate() -> Any:
+    # rag.evaluate pulls in the baselines; a UI without it still serves the other tabs.
+    try:
+        from rag import evaluate
+    except Exception as exc:  # noqa: BLE001 - any import failure just disables the tab
+        log.warning("benchmark unavailable: %s", exc)
+        return None
+    return evaluate
+
+
+def _write_reports() -> Callable[..., Any] | None:
+    evaluate = _evaluate()
+    fn = getattr(evaluate, "write_reports", None)
+    if fn is None:
+        try:
+            from rag import report  # the renderer may live in its own module
+        except ImportError:
+            return None
+        fn = getattr(report, "write_reports", None)
+    return fn
+
+
+def load_report() -> tuple[str, Any]:
+    """(report.md text, chart as a PIL image or None)."""
+    evaluate = _evaluate()
+    if evaluate is None:
+        return "_The benchmark module is not available. 基准模块不可用。_", None
+    folder = Path(evaluate.latest_report_dir())
+    md_path, chart_path = folder / "report.md", folder / "chart.png"
+    text = (md_path.read_text(encoding="utf-8") if md_path.exists()
+            else "_No report yet: run the benchmark with the button above. 尚无报告，请点击上方按钮运行基准。_")
+    chart = None
+    if chart_path.exists():
+        # Loaded into memory so Gradio serves a cached copy: no allowed_paths needed.
+        from PIL import Image
+
+        with Image.open(chart_path) as img:
+            chart = img.copy()
+    return text, chart
+
+
+def load_report_updates() -> tuple[str, Any]:
+    text, chart = load_report()
+    return text, gr.update(value=chart, visible=chart is not None)
+
+
+def _data_dir(assistant: Any) -> Path:
+    settings = getattr(assistant, "settings", None)
+    if settings is not None and getattr(settings, "data_dir", None):
+        return Path(settings.data_dir)
+    from rag.settings import from_env
+
+    return Path(from_env().data_dir)
+
+
+def run_dev_benchmark(assistant: Any, dev_path: Path, progress: Callable[..., Any]) -> str:
+    """Run naive vs hybrid on the dev split and rewrite the saved report; HTML status."""
+    evaluate, write = _evaluate(), _write_reports()
+    if evaluate is None or write is None:
+        return render.render_error("the benchmark module is not available", "check rag/evaluate.py", "both")
+    if not dev_path.exists():
+        return render.render_error(f"{dev_path} does not exist", "create the dev split first", "both")
+    try:
+        report = evaluate.run_benchmark(
+            assistant, [dev_path], configs=["naive", "hybrid"], k=5, data_dir=_data_dir(assistant),
+            progress=lambda frac, desc="": progress(frac, desc=desc))
+        write(report, Path(evaluate.latest_report_dir()))
+    except RagError as exc:
+        return render.render_error(exc.message, exc.hint, "both")
+    except Exception:
+        log.exception("benchmark failed")
+        return render.render_error("the benchmark failed", "see the server log", "both")
+    return '<div class="ok-box">✓ 基准已完成，报告已更新 · Benchmark done, report updated</div>'
+
+
+def build_benchmark_tab(assistant: Any, dev_path: Path) -> tuple[dict[str, Any], list[Any]]:
+    text, chart = load_report()
+    with gr.Row():
+        refresh_btn = gr.Button(label("refresh"), scale=1)
+        run_btn = gr.Button(label("run_bench"), variant="primary", scale=2, elem_id="run-bench")
+    status = gr.HTML(js_on_load=None, elem_id="bench-status")
+    # The report is generated by rag.report, not corpus text; Markdown keeps its
+    # tables readable and sanitize_html strips any markup a question carried.
+    report = gr.Markdown(text, sanitize_html=True, elem_id="bench-report")
+    image = gr.Image(chart, type="pil", label="chart.png", interactive=False, visible=chart is not None,
+                     buttons=["download", "fullscreen"])
+
+    def run(progress: gr.Progress = gr.Progress()) -> tuple[str, str, Any]:  # noqa: B008 - Gradio's idiom
+        status_html = run_dev_benchmark(assistant, dev_path, progress)
+        return (status_html, *load_report_updates())
+
+    refresh_btn.click(load_report_updates, None, [report, image], api_visibility="private")
+    run_btn.click(run, None, [status, report, image], api_visibility="private", concurrency_limit=1)
+    return {"refresh": refresh_btn, "run_bench": run_btn}, [report, image]
+
+
+# --------------------------------------------------------------------------- upload
+
+
+def check_upload(paths: list[str]) -> list[str]:
+    """Problems with the chosen files; the browser-side limits can be bypassed."""
+    problems = []
+    for p in map(Path, paths):
+        if p.suffix.lower() not in UPLOAD_SUFFIXES:
+            problems.append(f"{p.name}: only {' '.join(UPLOAD_SUFFIXES)} files can be added")
+        elif p.stat().st_size > UPLOAD_MAX_BYTES:
+            problems.append(f"{p.name}: larger than 10 MB")
+    return problems
+
+
+def build_upload_tab(assistant: Any, refresh_outputs: list[Any]) -> dict[str, Any]:
+    """File upload → assistant.add_files; then the document lists everywhere are refreshed."""
+    files = gr.File(file_count="multiple", file_types=list(UPLOAD_SUFFIXES), label=label("upload"),
+                    elem_id="upload-files")
+    add_btn = gr.Button(label("add"), variant="primary", elem_id="upload-btn")
+    status = gr.HTML(js_on_load=None, elem_id="upload-status")
+
+    def add(paths: list[str] | None, progress: gr.Progress = gr.Progress()) -> str:  # noqa: B008
+        paths = [str(p) for p in (paths or [])]
+        if not paths:
+            return ""
+        problems = check_upload(paths)
+        if problems:
+            return render.render_error("; ".join(problems), "remove those files and try again", "both")
+        progress(0.1, desc="indexing")
+        try:
+            summary = assistant.add_files(paths)
+        except RagError as exc:
+            return render.render_error(exc.message, exc.hint, "both")
+        except Exception:
+            log.exception("upload failed")
+            return render.render_error("the files could not be added", "see the server log", "both")
+        progress(1.0, desc="done")
+        items = "".join(f"<li>{escape(str(k))}: {escape(str(v))}</li>" for k, v in dict(summary).items())
+        return f'<div class="ok-box">✓ 已加入索引 Added<ul>{items}</ul></div>'
+
+    add_btn.click(add, files, status, api_visibility="private", concurrency_limit=1).then(
+        lambda: refresh_documents(assistant), None, refresh_outputs, api_visibility="private")
+    return {"upload": files, "add": add_btn}
