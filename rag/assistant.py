@@ -1,16 +1,39 @@
-"""The one entry point that the CLI, the UI, the API and the benchmark call.
-
-(Interface first; the lead engineer is filling in the bodies.)
-"""
+"""The one entry point that the CLI, the UI, the API and the benchmark call."""
 
 from __future__ import annotations
 
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
+from . import lexical, store
+from .answer import (
+    abstention_text,
+    answer_tokens,
+    compose,
+    evidence_of,
+    pick_quotes,
+    resolve_follow_up,
+    status_warnings,
+)
+from .embed import get_embedder
+from .errors import ConfigError
+from .laws import short_title
 from .models import AskResult, Chunk, Document, ScoredChunk
+from .normalize import NORMALIZER_VERSION, detect_language, normalize_query
+from .retrieve import ClauseTable, Filters, HybridSearcher
+from .settings import Settings, from_env
+from .titles import english_law_titles
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Assistant", "DocumentSummary", "Filters", "load_assistant"]
 
 
 @dataclass(frozen=True)
@@ -28,58 +51,232 @@ class DocumentSummary:
     effective_date: str = ""
 
 
-@dataclass(frozen=True)
-class Filters:
-    doc_ids: tuple[str, ...] = ()  # empty: all documents
-    doc_types: tuple[str, ...] = ()  # empty: all types
-    in_force_only: bool = True  # the notice and other 现行有效 documents only
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Filters:
-        ...
+def answer_language(lang: str) -> str:
+    return "zh" if lang == "zh" else "en"
 
 
 class Assistant:
     """Holds the loaded index (Chroma + lexical) and the embedder."""
 
-    def ask(
-        self,
-        question: str,
-        *,
-        history: list[dict[str, str]] | None = None,  # [{"role": "user"|"assistant", "content": ...}]
-        k: int = 5,
-        mode: str = "extractive",  # or "llm" when configured
-        filters: Filters | None = None,
-        retrievers: tuple[str, ...] = ("bm25", "dense"),  # ("bm25",) / ("dense",) for ablations
-        rerank: bool | None = None,  # None: as configured
-    ) -> AskResult: ...
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.RLock()
+        self._reranker: Any = None
+        self.chat_model = None  # a LangChain chat model; tests put a fake one here
+        self._load()
 
-    def ask_stream(self, question: str, **kwargs: Any):  # yields str pieces, then the AskResult
-        ...
+    # ---- loading -------------------------------------------------------------
 
-    def search(
-        self, query: str, *, k: int = 10, filters: Filters | None = None,
-        retrievers: tuple[str, ...] = ("bm25", "dense"),
-    ) -> list[ScoredChunk]: ...
+    def _load(self) -> None:
+        s = self.settings
+        client = store.make_client(s.data_dir, s.chroma_url)
+        info = store.require_index(client, s.embedder, NORMALIZER_VERSION)
+        chunks, _ = store.read_chunks(client, info)
+        docs = store.read_documents(client, info)
+        lex = lexical.load(s.data_dir / "lexical" / info.build)
+        if lex is None or set(lex.chunk_ids) != {c.chunk_id for c in chunks}:
+            # A Chroma server filled from another machine: rebuild the lexical side here.
+            lex = lexical.build_and_save(chunks, s.data_dir / "lexical" / info.build)
+        self._embedder = get_embedder(s.embedder)
+        english_to_short = {en: short_title(zh) for zh, en in english_law_titles().items()}
+        table = ClauseTable(chunks)
+        self.info, self.docs, self.table = info, docs, table
+        self.searcher = HybridSearcher(table, lex, client.get_collection(info.chunks_name),
+                                       self._embedder, english_to_short, self._reranker)
+        log.info("index %s loaded: %d documents, %d chunks", info.build, len(docs), len(chunks))
 
-    def documents(self) -> list[DocumentSummary]: ...
+    def reload(self) -> None:
+        with self._lock:
+            self._load()
 
-    def document_records(self) -> list[Document]: ...  # full normalised texts, for baselines
+    # ---- answering ------------------------------------------------------------
+
+    def ask(self, question: str, *, history: list[dict[str, str]] | None = None, k: int | None = None,
+            mode: str | None = None, filters: Filters | None = None,
+            retrievers: tuple[str, ...] = ("bm25", "dense"), rerank: bool | None = None) -> AskResult:
+        result: AskResult | None = None
+        for piece in self.ask_stream(question, history=history, k=k, mode=mode, filters=filters,
+                                     retrievers=retrievers, rerank=rerank):
+            if isinstance(piece, AskResult):
+                result = piece
+        assert result is not None
+        return result
+
+    def ask_stream(self, question: str, *, history: list[dict[str, str]] | None = None,
+                   k: int | None = None, mode: str | None = None, filters: Filters | None = None,
+                   retrievers: tuple[str, ...] = ("bm25", "dense"),
+                   rerank: bool | None = None) -> Iterator[str | AskResult]:
+        """Yields answer text pieces as they are produced, then the final AskResult."""
+        t0 = time.perf_counter()
+        question = (question or "").strip()
+        if not question:
+            raise ConfigError("the question is empty", hint="type a question")
+        k = k or self.settings.k
+        mode = mode or self.settings.mode
+        if mode == "llm" and not self.llm_available:
+            raise ConfigError("llm mode is not configured",
+                              hint="set RAG_LLM=openai and OPENAI_BASE_URL / OPENAI_API_KEY / RAG_LLM_MODEL")
+        if mode not in ("extractive", "llm"):
+            raise ConfigError(f"unknown mode {mode!r}", hint="use extractive or llm")
+        lang = detect_language(question)
+        q_norm = normalize_query(question)
+        _, context = resolve_follow_up(q_norm, history)
+        context_norm = normalize_query(context) if context else ""
+        model = None
+        if mode == "llm":
+            from .llm import build_chat_model, condense_question
+
+            model = self.chat_model or build_chat_model(self.settings)
+            if history:
+                # The model rewrites a follow-up into a standalone question instead
+                # of carrying the previous turn along.
+                q_norm, context, context_norm = normalize_query(condense_question(model, question, history)), "", ""
+        use_rerank = self.reranker_available if rerank is None else (rerank and self.reranker_available)
+        t1 = time.perf_counter()
+        with self._lock:
+            results = self.searcher.search(q_norm, k=k, filters=filters or Filters(),
+                                           retrievers=retrievers, rerank=use_rerank,
+                                           extra_query=context_norm)
+            ref = self.searcher.reference(q_norm) or (
+                self.searcher.reference(context_norm) if context_norm else None)
+        t2 = time.perf_counter()
+        exact = bool(ref and results and results[0].fused >= 1.0)
+        tokens = answer_tokens(q_norm, context_norm)
+        evidence = evidence_of(results, answer_tokens(q_norm, ""), exact)
+        out_lang = answer_language(lang)
+        timings = {"prepare": (t1 - t0) * 1000, "retrieve": (t2 - t1) * 1000}
+        base: dict[str, Any] = dict(question=question, language=lang, retrieved=results, mode=mode,
+                    resolved_question=f"{context} {question}".strip() if context else question)
+        if evidence.score < self.settings.abstain_threshold or not results:
+            related = results[:3]
+            text = abstention_text(out_lang, related)
+            yield text
+            timings["total"] = (time.perf_counter() - t0) * 1000
+            yield AskResult(answer=text, abstained=True, citations=[], timings_ms=_round(timings),
+                            related=[r.chunk.label for r in related],
+                            warnings=[f"evidence score {evidence.score:.2f} < threshold "
+                                      f"{self.settings.abstain_threshold:.2f}"], **base)
+            return
+        if model is not None:
+            from .llm import llm_answer_stream
+
+            yield from llm_answer_stream(model, self.settings, q_norm, out_lang, results, base,
+                                         timings, t0, extractive=lambda: self._extractive(
+                                             results, tokens, exact, out_lang))
+            return
+        text, citations, chunks = self._extractive(results, tokens, exact, out_lang)
+        warnings = status_warnings(citations, chunks, out_lang)
+        if warnings:
+            text += "\n\n" + "\n".join(("Note: " if out_lang == "en" else "注意：") + w for w in warnings)
+        yield from text.splitlines(keepends=True)
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        yield AskResult(answer=text, abstained=False, citations=citations, timings_ms=_round(timings),
+                        warnings=warnings, **base)
+
+    def _extractive(self, results: list[ScoredChunk], tokens: list[str], exact: bool, lang: str):
+        picked = pick_quotes(results, tokens, exact)
+        return compose(lang, picked)
+
+    def search(self, query: str, *, k: int = 10, filters: Filters | None = None,
+               retrievers: tuple[str, ...] = ("bm25", "dense"), rerank: bool | None = None) -> list[ScoredChunk]:
+        use_rerank = self.reranker_available if rerank is None else (rerank and self.reranker_available)
+        with self._lock:
+            return self.searcher.search(normalize_query(query), k=k, filters=filters or Filters(),
+                                        retrievers=retrievers, rerank=use_rerank)
+
+    # ---- corpus ----------------------------------------------------------------
+
+    def documents(self) -> list[DocumentSummary]:
+        counts: dict[str, int] = {}
+        for c in self.table.chunks:
+            counts[c.doc_id] = counts.get(c.doc_id, 0) + 1
+        clause_counts: dict[str, int] = {}
+        for doc_id, _ in self.table.clauses:
+            clause_counts[doc_id] = clause_counts.get(doc_id, 0) + 1
+        docs = [DocumentSummary(d.doc_id, d.title, d.short_title, d.doc_type, d.issuer, d.date, d.status,
+                                counts.get(d.doc_id, 0), clause_counts.get(d.doc_id, 0),
+                                d.english_title, d.effective_date) for d in self.docs]
+        # The work plan first, then by type and title, as people browse them.
+        return sorted(docs, key=lambda d: (d.doc_type != "政策文件", d.doc_type, d.title))
+
+    def document_records(self) -> list[Document]:
+        return list(self.docs)
+
+    def clauses(self, doc_id: str) -> list[Chunk]:
+        return sorted((c for (d, _), c in self.table.clauses.items() if d == doc_id), key=lambda c: c.ordinal)
+
+    def find(self, label_or_id: str) -> list[Chunk]:
+        """A clause by label (《工作方案》（十三）, 外商投资法第二十一条), a chunk id, or a doc_id."""
+        text = normalize_query(label_or_id).strip()
+        if text in self.table.by_id:
+            c = self.table.by_id[text]
+            return [self.table.clauses[(c.doc_id, c.ordinal)]]
+        if m := re.match(r"^《([^》]+)》(.+)$", text):
+            key = self.table.by_label.get((short_title(m.group(1)), m.group(2).strip()))
+            if key:
+                return [self.table.clauses[key]]
+        ref = self.searcher.reference(text)
+        if ref and ref.short_title:
+            key = self.table.by_label.get((ref.short_title, ref.clause_key))
+            if key:
+                return [self.table.clauses[key]]
+        if any(d.doc_id == text for d in self.docs):
+            return self.clauses(text)
+        return []
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "index": {"build": self.info.build, "documents": len(self.docs), "chunks": len(self.table.chunks),
+                      "clauses": len(self.table.clauses), "created": self.info.created,
+                      "normalizer": self.info.normalizer},
+            "embedder": {"name": self.info.embedder, "dim": self.info.dim, "loaded": True},
+            "store": "chroma-http" if self.settings.chroma_url else "chroma-embedded",
+            "llm": self.llm_available,
+            "reranker": self.settings.reranker or None,
+        }
+
+    def add_files(self, paths: list[str]) -> dict[str, Any]:
+        from .ingest import ingest
+
+        with self._lock:
+            summary = ingest(self.settings, add_paths=paths, progress=False)
+            self._load()
+        return {"lines": summary.lines(), "added": summary.added, "updated": summary.updated,
+                "skipped": [{"path": s.path, "reason": s.reason} for s in summary.skipped]}
+
+    # ---- optional parts ----------------------------------------------------------
 
     @property
-    def embedder(self) -> Embeddings: ...  # embed_documents / embed_query, cached by content hash
+    def embedder(self) -> Embeddings:
+        return self._embedder
 
     @property
-    def reranker_available(self) -> bool: ...
-
-    def clauses(self, doc_id: str) -> list[Chunk]: ...  # document order
-
-    def find(self, label_or_id: str) -> list[Chunk]: ...  # 《工作方案》（十三）, 外商投资法第二十一条, chunk id
-
-    def health(self) -> dict[str, Any]: ...
+    def llm_available(self) -> bool:
+        return bool(self.settings.llm) or self.chat_model is not None
 
     @property
-    def llm_available(self) -> bool: ...
+    def reranker_available(self) -> bool:
+        if not self.settings.reranker:
+            return False
+        if self._reranker is None:
+            from .rerank import CrossEncoderReranker
+
+            self._reranker = CrossEncoderReranker(self.settings.reranker)
+            self.searcher.reranker = self._reranker
+        return True
 
 
-def load_assistant(settings: Any = None) -> Assistant: ...
+def _round(timings: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 2) for k, v in timings.items()}
+
+
+_assistants: dict[Settings, Assistant] = {}
+
+
+def load_assistant(settings: Settings | None = None) -> Assistant:
+    """One loaded assistant per settings object in this process."""
+    settings = settings or from_env()
+    if settings not in _assistants:
+        _assistants[settings] = Assistant(settings)
+    return _assistants[settings]

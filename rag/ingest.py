@@ -7,10 +7,13 @@ nothing; any change builds a new collection aside and then switches to it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,8 +155,31 @@ def build_chunks(docs: list[Document], cap: int) -> tuple[list[Chunk], int, list
 
 # ---- the run ---------------------------------------------------------------
 
+@contextmanager
+def ingest_lock(data_dir: Path) -> Iterator[None]:
+    """One ingest per data directory: a second one would delete the first one's build
+    as a leftover."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "ingest.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise CorpusError(f"another ingest is running on {data_dir}",
+                              hint="wait for it to finish, then run rag ingest again") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def ingest(settings: Settings, add_paths: list[str] | None = None, rebuild: bool = False,
            progress: bool = True) -> IngestSummary:
+    with ingest_lock(settings.data_dir):
+        return _ingest(settings, add_paths, rebuild, progress)
+
+
+def _ingest(settings: Settings, add_paths: list[str] | None, rebuild: bool,
+            progress: bool) -> IngestSummary:
     started = time.perf_counter()
     summary = IngestSummary()
     sources = remembered_sources(settings.data_dir)

@@ -125,7 +125,7 @@ def load_laws(entries: list[LawEntry], english_titles: dict[str, str] | None = N
     con = _connect(db)
     try:
         docs = []
-        for entry, row in resolved:
+        for _entry, row in resolved:
             short = short_title(row["law_name"])
             doc_id = short if row["status"] == IN_FORCE else f"{short}@{row['version_date']}"
             docs.append(Document(

@@ -87,10 +87,16 @@ def widen_punctuation(text: str) -> str:
     n = len(chars)
 
     def prev(i: int) -> str:
-        return chars[i - 1] if i > 0 else ""
+        j = i - 1
+        while j >= 0 and chars[j] == " ":
+            j -= 1
+        return chars[j] if j >= 0 else ""
 
     def nxt(i: int) -> str:
-        return chars[i + 1] if i + 1 < n else ""
+        j = i + 1
+        while j < n and chars[j] == " ":
+            j += 1
+        return chars[j] if j < n else ""
 
     for i, ch in enumerate(chars):
         if ch in ",:;":
@@ -164,8 +170,9 @@ def normalize_text(text: str) -> str:
     text = strip_pinyin_annotations(text)
     text = safe_nfkc(text)
     text = to_simplified(text)
-    text = normalize_whitespace(text)
-    return widen_punctuation(text)
+    text = widen_punctuation(text)
+    # After widening, so that a space beside new full-width punctuation goes too.
+    return normalize_whitespace(text)
 
 
 def normalize_query(text: str) -> str:

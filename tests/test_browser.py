@@ -101,8 +101,13 @@ def page(browser: Any) -> Iterator[Any]:
     pg = context.new_page()
     pg.dialogs = []  # every alert()/confirm() that fires: must stay empty
     pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
+    # The machines are offline: the page must not reach for CDNs or fonts elsewhere.
+    external: list[str] = []
+    pg.on("request", lambda r: None if r.url.startswith(("http://127.0.0.1", "data:", "blob:"))
+          else external.append(r.url))
     yield pg
     assert pg.dialogs == [], f"a dialog fired: {pg.dialogs}"
+    assert external == [], f"requests left the machine: {external}"
     context.close()
 
 

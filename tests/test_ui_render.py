@@ -139,7 +139,8 @@ def test_not_in_force_citation_is_flagged():
 
 
 def test_empty_panel_and_choices():
-    assert "cite-panel" in render.render_citations(None, "both")
+    assert "Ask a question" in render.render_citations(None, "both")
+    assert "cites no clause" in render.render_citations(result(citations=[], abstained=True), "en")
     assert render.citation_choices(None) == []
     assert render.citation_choices(result()) == [("[1] 《工作方案》（八）", "1")]
 
@@ -261,3 +262,11 @@ def test_document_rows():
 
     d = DocumentSummary("id", SCRIPT, "s", "法律", "全国人大", "2019-03-15", "现行有效", 10, 9)
     assert render.document_rows([d]) == [[SCRIPT, "全国人大", "2019-03-15", "现行有效", 9, "id"]]
+
+
+def test_upload_summary_lists_lines_and_skipped_files():
+    html = render.render_upload_summary({"lines": ["added 1 document", SCRIPT], "added": 1,
+                                         "skipped": [{"path": "a.exe", "reason": IMG}]})
+    assert "added 1 document" in html and "a.exe" in html and "Skipped" in html
+    assert_inert(html)
+    assert "added: 2" in render.render_upload_summary({"added": 2})

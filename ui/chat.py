@@ -214,7 +214,7 @@ def build_chat_tab(assistant: Any, lang_choice: gr.Radio) -> dict[str, Any]:
     outputs = [transcript, citations, cite_pick, markdown, raw, turns, question]
     # The button carries the public API name so gradio_client can call the chat.
     # One queue for every way of asking, so a click and an Enter share the limit.
-    queue = {"concurrency_id": "chat", "concurrency_limit": CHAT_CONCURRENCY}
+    queue: dict[str, Any] = {"concurrency_id": "chat", "concurrency_limit": CHAT_CONCURRENCY}
     ask_btn.click(chat, inputs, outputs, api_name="ask", **queue)
     question.submit(chat, inputs, outputs, api_visibility="private", **queue)
     for btn, q in example_buttons:

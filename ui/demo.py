@@ -86,7 +86,8 @@ class DemoAssistant:
     def _load_notice(self) -> None:
         doc = ("etdz-work-plan-2025", "商务部关于印发《深化国家级经济技术开发区改革创新以高水平开放引领高质量发展工作方案》的通知",
                "工作方案", "政策文件", "商务部", "2025-05-21", IN_FORCE)
-        chunks, part = [], ""
+        chunks: list[Chunk] = []
+        part = ""
         for line in _notice_text().splitlines():
             line = line.strip()
             if _PART.match(line):
@@ -175,7 +176,8 @@ class DemoAssistant:
         hits = self.search(question, k=k, filters=filters, retrievers=retrievers)
         exact = {c.chunk_id for c in self.find(question)}
         good = [h for h in hits if sum(map(len, h.matched_terms)) >= 4 or h.chunk.chunk_id in exact]
-        citations, sentences = [], []
+        citations: list[Citation] = []
+        sentences: list[str] = []
         for h in good[:2]:
             quotes = [s for s in _SENT.findall(h.chunk.text) if any(t in s for t in h.matched_terms)][:2]
             quotes = quotes or _SENT.findall(h.chunk.text)[:1]

@@ -30,6 +30,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "warnings": ("注意", "Note"),
     "citations": ("引用条款", "Cited clauses"),
     "no_citations": ("提问后，这里显示所引条款的原文。", "Ask a question to see the cited clauses here."),
+    "none_cited": ("本回答没有引用条款。", "This answer cites no clause."),
     "no_answer_yet": ("请在下方输入问题，或点击示例问题。", "Type a question below or pick an example."),
     "section": ("章节", "Section"),
     "date": ("日期", "Date"),
@@ -233,7 +234,7 @@ def render_citations(result: AskResult | None, lang: str, focus: int | None = No
             chunk = by_label.get(label)
             parts.append(_related_card(label, chunk, lang))
     if not result.citations and not (result.abstained and result.related):
-        parts.append(f'<p class="muted">{escape(t("no_citations", lang))}</p>')
+        parts.append(f'<p class="muted">{escape(t("none_cited", lang))}</p>')
     parts.append("</div>")
     return "".join(parts)
 
@@ -309,7 +310,7 @@ def render_search_results(results: Sequence[ScoredChunk], lang: str) -> str:
     parts = ['<div class="hits">']
     for r in results:
         c = r.chunk
-        names = [n for n in ("bm25", "dense", "rerank") if n in r.scores] or ["bm25", "dense"]
+        names: list[str] = [n for n in ("bm25", "dense", "rerank") if n in r.scores] or ["bm25", "dense"]
         names += [n for n in r.scores if n not in names and n != "fused"]
         scores = "".join(
             f'<span class="score"><b>{escape(n)}</b> {_fmt_score(r.scores.get(n))}</span>' for n in names
@@ -380,3 +381,21 @@ def render_error(message: str, hint: str, lang: str) -> str:
     hint_html = f'<div class="hint">{escape(t("hint", lang))}: {escape(hint)}</div>' if hint else ""
     return (f'<div class="error-box"><strong>{escape(t("error", lang))}:</strong> '
             f"{escape(message)}{hint_html}</div>")
+
+
+def render_upload_summary(summary: dict[str, Any]) -> str:
+    """assistant.add_files' summary: its printable lines, then any skipped files."""
+    lines = summary.get("lines")
+    if isinstance(lines, list | tuple):
+        items = "".join(f"<li>{escape(str(line))}</li>" for line in lines)
+    else:
+        items = "".join(f"<li>{escape(str(k))}: {escape(str(v))}</li>"
+                        for k, v in summary.items() if k != "skipped")
+    skipped = summary.get("skipped") or []
+    skipped_html = ""
+    if skipped:
+        rows = "".join(
+            f"<li>{escape(str(s.get('path', s)))}: {escape(str(s.get('reason', '')))}</li>"
+            if isinstance(s, dict) else f"<li>{escape(str(s))}</li>" for s in skipped)
+        skipped_html = f'<div class="warnings"><strong>⚠ 未加入 Skipped</strong><ul>{rows}</ul></div>'
+    return f'<div class="ok-box">✓ 已加入索引 Added<ul>{items}</ul></div>{skipped_html}'

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -269,8 +268,7 @@ def build_upload_tab(assistant: Any, refresh_outputs: list[Any]) -> dict[str, An
             log.exception("upload failed")
             return render.render_error("the files could not be added", "see the server log", "both")
         progress(1.0, desc="done")
-        items = "".join(f"<li>{escape(str(k))}: {escape(str(v))}</li>" for k, v in dict(summary).items())
-        return f'<div class="ok-box">✓ 已加入索引 Added<ul>{items}</ul></div>'
+        return render.render_upload_summary(dict(summary))
 
     add_btn.click(add, files, status, api_visibility="private", concurrency_limit=1).then(
         lambda: refresh_documents(assistant), None, refresh_outputs, api_visibility="private")

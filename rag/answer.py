@@ -1,0 +1,191 @@
+"""Extractive answers: verbatim sentences of the retrieved clauses, each with its [n]
+marker, then the sources — or an honest abstention. Deterministic, no model."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from .chunk import split_sentences
+from .lexical import query_tokens
+from .models import IN_FORCE, Chunk, Citation, ScoredChunk
+from .titles import clause_english_title
+
+MAX_QUOTES = 3
+MAX_CLAUSES = 3
+SECOND_CLAUSE_RATIO = 0.75  # a later clause is quoted only when its best sentence is this good
+_HEADING = re.compile(r"^（[一二三四五六七八九十]+）[^。；]{2,30}。$")
+_ARTICLE_PREFIX = re.compile(r"^第[零〇一二三四五六七八九十百千\d]+条(?:之[一二三四五六七八九十]+)? ")
+_ELLIPTIC = re.compile(r"^(那|那么|那如果|还有|另外|and\b|what about|how about|and what|and for|what if)", re.I)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How strongly the retrieved clauses support an answer (used to abstain)."""
+
+    coverage: float  # share of query term weight found in the best clause
+    dense: float  # cosine similarity of the best clause
+    exact: bool  # the question named a clause that exists
+
+    @property
+    def score(self) -> float:
+        return 1.0 if self.exact else round(0.5 * self.coverage + 0.5 * self.dense_part, 4)
+
+    @property
+    def dense_part(self) -> float:
+        # e5 cosine lives in a narrow band (~0.75 unrelated … ~0.9 on point).
+        return max(0.0, min(1.0, (self.dense - 0.78) / 0.12))
+
+
+def term_weight(token: str) -> float:
+    return min(len(token), 4) / 2.0  # longer Chinese words are more specific
+
+
+def sentence_score(sentence: str, tokens: list[str]) -> float:
+    text = sentence.lower()
+    return sum(term_weight(t) for t in tokens if t in text)
+
+
+def coverage(text: str, tokens: list[str]) -> float:
+    total = sum(term_weight(t) for t in tokens)
+    return sentence_score(text, tokens) / total if total else 0.0
+
+
+def is_elliptic(question: str) -> bool:
+    q = question.strip()
+    return bool(_ELLIPTIC.match(q)) or len(re.sub(r"[\s\W]", "", q)) <= 6
+
+
+def resolve_follow_up(question: str, history: list[dict[str, str]] | None) -> tuple[str, str]:
+    """(question, carried context): an elliptic follow-up carries the previous user turn."""
+    if not history or not is_elliptic(question):
+        return question, ""
+    previous = [h.get("content", "") for h in history if h.get("role") == "user"]
+    return question, previous[-1] if previous else ""
+
+
+def evidence_of(results: list[ScoredChunk], tokens: list[str], exact: bool) -> Evidence:
+    if not results:
+        return Evidence(0.0, 0.0, False)
+    top = results[:3]
+    cov = max(coverage(r.chunk.text + r.chunk.section_path, tokens) for r in top)
+    dense = max((r.scores.get("dense") or 0.0) for r in top)
+    return Evidence(cov, dense, exact)
+
+
+def _sentences(clause: Chunk) -> list[str]:
+    text = clause.text
+    out = []
+    for s, e in split_sentences(text):
+        sentence = text[s:e].strip()
+        if sentence:
+            out.append(sentence)
+    return out
+
+
+def pick_quotes(results: list[ScoredChunk], tokens: list[str], exact: bool) -> list[tuple[ScoredChunk, list[str]]]:
+    """Best sentences of the top clauses, in document order within each clause."""
+    picked: list[tuple[ScoredChunk, list[str]]] = []
+    best_overall = 0.0
+    quotes_left = MAX_QUOTES
+    for i, r in enumerate(results[:MAX_CLAUSES]):
+        sentences = _sentences(r.chunk)
+        content = [s for s in sentences if not _HEADING.match(s)] or sentences
+        scored = [(sentence_score(s, tokens), j, s) for j, s in enumerate(content)]
+        if i == 0 and exact:
+            # The question named this clause: quote it from its beginning.
+            chosen = [s for _, _, s in scored[:MAX_QUOTES]]
+            picked.append((r, chosen))
+            return picked
+        scored.sort(key=lambda x: (-x[0], x[1]))
+        top_score = scored[0][0] if scored else 0.0
+        if i == 0:
+            best_overall = top_score
+        elif top_score <= 0 or top_score < SECOND_CLAUSE_RATIO * best_overall:
+            continue
+        take = [x for x in scored if x[0] > 0 and x[0] >= 0.6 * top_score][: min(2, quotes_left)]
+        if not take and i == 0 and scored:
+            take = scored[:1]
+        if not take:
+            continue
+        chosen = [s for _, _, s in sorted(take, key=lambda x: x[1])]
+        picked.append((r, chosen))
+        quotes_left -= len(chosen)
+        if quotes_left <= 0:
+            break
+    return picked
+
+
+def strip_article_prefix(sentence: str) -> str:
+    return _ARTICLE_PREFIX.sub("", sentence)
+
+
+def make_citation(n: int, chunk: Chunk, quotes: list[str]) -> Citation:
+    return Citation(
+        n=n, label=chunk.label, doc_id=chunk.doc_id, doc_title=chunk.doc_title, status=chunk.status,
+        date=chunk.date, section_path=chunk.section_path, text=chunk.text, quotes=quotes,
+        english_title=clause_english_title(chunk.short_title, chunk.clause_key, chunk.kind,
+                                           chunk.english_title),
+        in_force=chunk.status == IN_FORCE,
+    )
+
+
+def status_warnings(citations: list[Citation], chunks: dict[int, Chunk], lang: str,
+                    today: dt.date | None = None) -> list[str]:
+    today = today or dt.date.today()
+    out = []
+    for c in citations:
+        if not c.in_force:
+            out.append(f"[{c.n}] {c.label} is {c.status}: it is no longer in force and is shown for reference only."
+                       if lang == "en" else f"[{c.n}] {c.label}{c.status}，已不再有效，仅供参考。")
+        eff = chunks[c.n].effective_date
+        if eff and c.in_force and eff > today.isoformat():
+            out.append(f"[{c.n}] {c.label} takes effect on {eff}; it is not yet applicable."
+                       if lang == "en" else f"[{c.n}] {c.label}自{eff}起施行，目前尚未施行。")
+    return out
+
+
+def source_line(c: Citation, lang: str) -> str:
+    status = c.status if c.in_force else f"{c.status} ⚠"
+    title = f"{c.label} {c.english_title}" if lang == "en" and c.english_title else c.label
+    return f"[{c.n}] {title} — {c.doc_title} — {status} — {c.date}"
+
+
+def compose(question_lang: str, picked: list[tuple[ScoredChunk, list[str]]]) -> tuple[str, list[Citation], dict[int, Chunk]]:
+    citations: list[Citation] = []
+    chunks: dict[int, Chunk] = {}
+    lines = ["According to the corpus (quoted in the original Chinese):" if question_lang == "en"
+             else "根据语料库中的条款："]
+    for n, (r, quotes) in enumerate(picked, start=1):
+        citation = make_citation(n, r.chunk, quotes)
+        citations.append(citation)
+        chunks[n] = r.chunk
+        for q in quotes:
+            lines.append(f"- 「{q}」[{n}]")
+    lines.append("")
+    lines.append("Sources:" if question_lang == "en" else "来源：")
+    lines += [source_line(c, question_lang) for c in citations]
+    return "\n".join(lines), citations, chunks
+
+
+def abstention_text(lang: str, related: list[ScoredChunk]) -> str:
+    if lang == "en":
+        head = "The corpus holds no basis for answering this question."
+        tail = "Related clauses (not an answer):"
+    else:
+        head = "语料库中没有找到回答该问题的依据。"
+        tail = "相关条款（非答案）："
+    lines = [head]
+    if related:
+        lines.append(tail)
+        lines += [f"- {r.chunk.label}（{r.chunk.section_path}）" for r in related]
+    return "\n".join(lines)
+
+
+def answer_tokens(question: str, context: str) -> list[str]:
+    """Tokens for sentence scoring: the question's, then a carried turn's (weaker, appended)."""
+    tokens = query_tokens(question)
+    if context:
+        tokens += [t for t in query_tokens(context) if t not in tokens]
+    return tokens

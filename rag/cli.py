@@ -1,0 +1,258 @@
+"""The `rag` command line. Errors of the RagError family become one line that says
+what to do; everything else is a bug and keeps its traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import RagError
+from .settings import ENV_DOC, Settings, from_env
+
+log = logging.getLogger("rag")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return from_env(k=getattr(args, "k", None), mode=getattr(args, "mode", None))
+
+
+def _out(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from .ingest import ingest
+
+    summary = ingest(_settings(args), add_paths=args.paths, rebuild=args.rebuild, progress=not args.quiet)
+    for line in summary.lines():
+        print(line, file=sys.stderr if line.startswith(("warning", "skipped")) else sys.stdout)
+    return 0
+
+
+def cmd_corpus_list(args: argparse.Namespace) -> int:
+    from .assistant import load_assistant
+
+    docs = load_assistant(_settings(args)).documents()
+    rows = [{"doc_id": d.doc_id, "title": d.title, "short_title": d.short_title, "type": d.doc_type,
+             "issuer": d.issuer, "date": d.date, "status": d.status, "chunk_count": d.chunk_count,
+             "clause_count": d.clause_count, "effective_date": d.effective_date} for d in docs]
+    if args.json:
+        _out(rows)
+    else:
+        for r in rows:
+            print(f"{r['doc_id']:<28} {r['status']:<5} {r['date']:<10} {r['clause_count']:>5} clauses  {r['title']}")
+    return 0
+
+
+def cmd_corpus_show(args: argparse.Namespace) -> int:
+    from .assistant import load_assistant
+
+    hits = load_assistant(_settings(args)).find(args.label)
+    if not hits:
+        raise RagError(f"no clause or document {args.label!r}",
+                       hint="try a label such as 《工作方案》（十三） or 外商投资法第二十一条, or see `rag corpus list`")
+    if args.json:
+        _out([{"label": c.label, "text": c.text, **c.metadata()} for c in hits])
+    else:
+        for c in hits:
+            print(f"{c.label}  [{c.status} · {c.date} · {c.section_path}]\n{c.text}\n")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from . import store
+    from .embed import get_embedder
+    from .normalize import NORMALIZER_VERSION
+
+    s = _settings(args)
+    checks: list[tuple[str, bool, str]] = []
+    try:
+        emb = get_embedder(s.embedder)
+        vec = emb.embed_query("经开区")
+        checks.append(("embedder", True, f"{s.embedder} loads offline, dim {len(vec)}"))
+    except RagError as exc:
+        checks.append(("embedder", False, str(exc)))
+    try:
+        client = store.make_client(s.data_dir, s.chroma_url)
+        info = store.require_index(client, s.embedder, NORMALIZER_VERSION)
+        chunks, _ = store.read_chunks(client, info)
+        docs = store.read_documents(client, info)
+        consistent = len(chunks) == info.chunks and len(docs) == info.documents
+        checks.append(("index", consistent, f"build {info.build}: {len(docs)} documents, {len(chunks)} chunks"
+                       + ("" if consistent else f" (expected {info.documents}/{info.chunks}: rebuild)")))
+        lex = (s.data_dir / "lexical" / info.build).exists()
+        checks.append(("lexical", True, "bm25 index present" if lex else "bm25 index will be rebuilt on load"))
+    except RagError as exc:
+        checks.append(("index", False, str(exc)))
+    for name, ok, msg in checks:
+        print(f"{'ok ' if ok else 'FAIL'} {name}: {msg}")
+    return 0 if all(ok for _, ok, _ in checks) else 1
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from .assistant import load_assistant
+    from .retrieve import Filters
+
+    assistant = load_assistant(_settings(args))
+    filters = Filters(doc_ids=tuple(args.doc or ()), in_force_only=not args.all_status)
+    result = assistant.ask(args.question, k=args.k, mode=args.mode, filters=filters)
+    if args.json:
+        _out(result.to_dict())
+    else:
+        print(result.answer)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from .assistant import load_assistant
+    from .models import AskResult
+
+    assistant = load_assistant(_settings(args))
+    history: list[dict[str, str]] = []
+    last: AskResult | None = None
+    print("Ask about the ETDZ work plan and related laws. /sources shows the last sources, /quit ends.")
+    while True:
+        try:
+            question = input("\n> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if not question:
+            continue
+        if question in ("/quit", "/exit"):
+            return 0
+        if question == "/sources":
+            if not last or not last.citations:
+                print("(no sources yet)")
+            for c in last.citations if last else []:
+                print(f"[{c.n}] {c.label} — {c.doc_title} — {c.status}\n{c.text}\n")
+            continue
+        try:
+            for piece in assistant.ask_stream(question, history=history, k=args.k, mode=args.mode):
+                if isinstance(piece, AskResult):
+                    last = piece
+                else:
+                    print(piece, end="", flush=True)
+        except RagError as exc:
+            print(f"error: {exc}")
+            continue
+        print()
+        history += [{"role": "user", "content": question},
+                    {"role": "assistant", "content": last.answer if last else ""}]
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .assistant import load_assistant
+    from .evaluate import run_benchmark
+    from .report import check_thresholds, format_table, write_reports
+    from .settings import REPO_ROOT
+
+    s = _settings(args)
+    datasets = args.dataset or [str(REPO_ROOT / "eval" / "dev.jsonl")]
+    report = run_benchmark(load_assistant(s), datasets, configs=args.config or None, k=args.k or 5,
+                           data_dir=s.data_dir)
+    if args.out:
+        paths = write_reports(report, Path(args.out))
+        print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
+    if args.json:
+        _out(report)
+    else:
+        print(format_table(report))
+    mins = {}
+    for item in args.min or []:
+        metric, _, value = item.partition("=")
+        try:
+            mins[metric] = float(value)
+        except ValueError as exc:
+            raise RagError(f"--min {item!r} is not METRIC=VALUE", hint="e.g. --min hit@1=0.8") from exc
+    failures = check_thresholds(report, mins)
+    for f in failures:
+        print(f"below threshold: {f}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from ui.app import serve
+
+    from .assistant import load_assistant
+
+    serve(load_assistant(_settings(args)), host=args.host, port=args.port, allow_upload=args.allow_upload)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env_help = "\n".join(f"  {k:<28} {v}" for k, v in ENV_DOC.items())
+    p = argparse.ArgumentParser(prog="rag", description="Clause-cited Q&A over the ETDZ work plan and related laws.",
+                                epilog="environment:\n" + env_help, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("ingest", help="build or update the index (corpus/ plus PATHs you add)")
+    s.add_argument("paths", nargs="*", help="files or folders to add (.txt .md .docx .pdf .html)")
+    s.add_argument("--rebuild", action="store_true", help="rebuild even when nothing changed")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_ingest)
+
+    c = sub.add_parser("corpus", help="list documents or show a clause")
+    csub = c.add_subparsers(dest="corpus_command", required=True)
+    cl = csub.add_parser("list", help="one entry per document")
+    cl.add_argument("--json", action="store_true")
+    cl.set_defaults(func=cmd_corpus_list)
+    cs = csub.add_parser("show", help="a clause by label (《工作方案》（十三）, 外商投资法第二十一条) or a doc_id")
+    cs.add_argument("label")
+    cs.add_argument("--json", action="store_true")
+    cs.set_defaults(func=cmd_corpus_show)
+
+    d = sub.add_parser("doctor", help="check the embedder and the index")
+    d.set_defaults(func=cmd_doctor)
+
+    a = sub.add_parser("ask", help="answer one question with clause citations")
+    a.add_argument("question")
+    a.add_argument("--json", action="store_true", help="print the answer object (a public contract)")
+    a.add_argument("--k", type=int, default=None)
+    a.add_argument("--mode", choices=["extractive", "llm"], default=None)
+    a.add_argument("--doc", action="append", help="restrict to a doc_id (repeatable)")
+    a.add_argument("--all-status", action="store_true", help="include documents no longer in force")
+    a.set_defaults(func=cmd_ask)
+
+    ch = sub.add_parser("chat", help="a terminal conversation")
+    ch.add_argument("--k", type=int, default=None)
+    ch.add_argument("--mode", choices=["extractive", "llm"], default=None)
+    ch.set_defaults(func=cmd_chat)
+
+    e = sub.add_parser("eval", help="run the QA accuracy benchmark")
+    e.add_argument("--dataset", action="append", help="JSONL dataset (repeatable; default eval/dev.jsonl)")
+    e.add_argument("--config", action="append", help="naive, bm25, dense, hybrid, hybrid+rerank, llm")
+    e.add_argument("--k", type=int, default=5)
+    e.add_argument("--out", help="write report.md, report.json and chart.png here")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--min", action="append", metavar="METRIC=VALUE", help="fail when hybrid is below")
+    e.set_defaults(func=cmd_eval)
+
+    sv = sub.add_parser("serve", help="start the web assistant")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=7860)
+    sv.add_argument("--allow-upload", action="store_true", help="let users add documents from the browser")
+    sv.set_defaults(func=cmd_serve)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except RagError as exc:
+        print(f"error: {exc.message}" + (f" — {exc.hint}" if exc.hint else ""), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Answers over the whole default corpus: the issue's acceptance questions and the
+invariant that every quote is a verbatim substring of its cited clause."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rag.retrieve import Filters, rrf
+from rag.settings import REPO_ROOT
+
+
+def test_rrf_known_answer():
+    fused = rrf({"bm25": ["a", "b"], "dense": ["b", "c"]}, {"bm25": 1.0, "dense": 1.0}, k=60)
+    assert fused["b"] == pytest.approx(1 / 62 + 1 / 61)
+    assert fused["a"] == pytest.approx(1 / 61) and fused["c"] == pytest.approx(1 / 62)
+    assert max(fused, key=fused.__getitem__) == "b"
+    weighted = rrf({"bm25": ["a"], "dense": ["c"]}, {"bm25": 2.0, "dense": 1.0}, k=60)
+    assert weighted["a"] == pytest.approx(2 / 61)
+
+
+def test_cross_border_ecommerce_in_english(full_assistant):
+    r = full_assistant.ask("Does the plan support cross-border e-commerce?")
+    assert not r.abstained and r.language == "en"
+    assert r.citations[0].label == "《工作方案》（八）"
+    assert any("跨境电商" in q for q in r.citations[0].quotes)
+    assert r.answer.startswith("According to the corpus") and "Measure 8" in r.answer
+
+
+def test_m0_residential_is_forbidden(full_assistant):
+    r = full_assistant.ask("M0用地能建住宅吗？")
+    assert r.citations[0].label == "《工作方案》（十三）"
+    assert any("住宅" in q and "新型产业用地（M0）" in q for q in r.citations[0].quotes)
+
+
+def test_named_article_comes_first(full_assistant):
+    r = full_assistant.ask("外商投资法第二十一条")
+    assert r.retrieved[0].chunk.label == "《外商投资法》第二十一条"
+    assert r.citations[0].label == "《外商投资法》第二十一条"
+    en = full_assistant.ask("What does Article 21 of the Foreign Investment Law say?")
+    assert en.retrieved[0].chunk.label == "《外商投资法》第二十一条"
+
+
+def test_off_topic_abstains(full_assistant):
+    r = full_assistant.ask("经开区管委会每天几点上班？")
+    assert r.abstained and not r.citations and r.related
+    assert "没有找到" in r.answer
+
+
+def test_repealed_law_is_flagged_when_included(full_assistant):
+    r = full_assistant.ask("环境保护法第一条", filters=Filters(in_force_only=False))
+    assert r.citations[0].status == "已废止" and not r.citations[0].in_force
+    assert any("已废止" in w for w in r.warnings)
+    default = full_assistant.ask("环境保护法第一条")
+    assert all(c.in_force for c in default.citations)
+
+
+def test_follow_up_carries_the_subject(full_assistant):
+    history = [{"role": "user", "content": "M0用地能建住宅吗？"},
+               {"role": "assistant", "content": "不能……[1]"}]
+    r = full_assistant.ask("那三类工业用地呢？", history=history)
+    assert r.citations and r.citations[0].label == "《工作方案》（十三）"
+    assert any("三类工业用地" in q for q in r.citations[0].quotes)
+
+
+def test_json_contract_shape(full_assistant):
+    d = full_assistant.ask("Can I send my profits home?").to_dict()
+    for key in ("question", "language", "answer", "abstained", "citations", "retrieved", "timings_ms"):
+        assert key in d
+    c = d["citations"][0]
+    assert set(c) >= {"n", "label", "doc_id", "doc_title", "status", "date", "section_path", "text", "quotes"}
+    assert set(d["retrieved"][0]) >= {"label", "text", "scores"}
+    json.dumps(d, ensure_ascii=False)
+
+
+def _questions() -> list[tuple[str, list[dict]]]:
+    items = []
+    for path in sorted((REPO_ROOT / "eval" / "items").glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                obj = json.loads(line)
+                items.append((obj["question"], obj.get("history") or []))
+    return items
+
+
+def test_every_quote_is_verbatim_in_its_clause(full_assistant):
+    questions = _questions()
+    assert len(questions) >= 200
+    checked = 0
+    for question, history in questions:
+        r = full_assistant.ask(question, history=history)
+        for c in r.citations:
+            for q in c.quotes:
+                assert q in c.text, (question, c.label, q)
+                assert f"「{q}」[{c.n}]" in r.answer
+                checked += 1
+        assert r.abstained == (not r.citations)
+    assert checked > 150
