@@ -5,6 +5,7 @@ Never cut inside a sentence, never merge two clauses."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from functools import lru_cache
 
 from .models import Chunk, Clause, Document, sha1
@@ -69,10 +70,8 @@ def chunk_document(doc: Document, clauses: list[Clause], cap: int = DEFAULT_TOKE
             piece = piece.strip()
             start = clause.start + s + lead
             label = citation_label(doc.short_title, clause)
-            chunk_id = sha1("|".join([doc.doc_id, label, str(part), doc.status, doc.date,
-                                      doc.title, doc.english_title, piece]))
-            chunks.append(Chunk(
-                chunk_id=chunk_id, doc_id=doc.doc_id, doc_title=doc.title,
+            chunk = Chunk(
+                chunk_id="", doc_id=doc.doc_id, doc_title=doc.title,
                 short_title=doc.short_title, doc_type=doc.doc_type, issuer=doc.issuer,
                 date=doc.date, status=doc.status, label=label, clause_key=clause.key,
                 kind=clause.kind, section_path=" > ".join(clause.section_path), text=piece,
@@ -80,10 +79,19 @@ def chunk_document(doc: Document, clauses: list[Clause], cap: int = DEFAULT_TOKE
                 ordinal=ordinal, part=part, parts=len(spans),
                 number=clause.number if clause.number is not None else -1,
                 effective_date=doc.effective_date, english_title=doc.english_title,
-            ))
+            )
+            # The id hashes everything stored and embedded, so a stored vector is
+            # reused only when the embedded text is exactly the same.
+            chunk_id = sha1("|".join([doc.doc_id, str(part), doc.status, doc.date, doc.title,
+                                      doc.issuer, doc.doc_type, embedding_text(chunk)]))
+            chunks.append(replace(chunk, chunk_id=chunk_id))
     return chunks
 
 
 def embedding_text(chunk: Chunk) -> str:
-    """What the embedder sees: the clause with its document and section for context."""
-    return f"《{chunk.short_title}》{chunk.section_path}\n{chunk.text}"
+    """What the embedder and bm25 see: the clause with its document, section and
+    English title for context (the English title lets English questions match)."""
+    from .titles import clause_english_title
+
+    english = clause_english_title(chunk.short_title, chunk.clause_key, chunk.kind, chunk.english_title)
+    return f"《{chunk.short_title}》{chunk.section_path}\n{english}\n{chunk.text}"

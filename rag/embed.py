@@ -8,8 +8,8 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable

@@ -70,13 +70,26 @@ def expand_synonyms(text: str, lex: Lexicon | None = None) -> list[str]:
     return extra
 
 
+def stem_words(text: str) -> str:
+    """Lower-case words with a crude plural folding (zones → zone, companies → company)."""
+    words = re.sub(r"[^a-z0-9]+", " ", text.lower()).split()
+    out = []
+    for w in words:
+        if len(w) > 4 and w.endswith("ies"):
+            w = w[:-3] + "y"
+        elif len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+            w = w[:-1]
+        out.append(w)
+    return " " + " ".join(out) + " "
+
+
 def translate_terms(text: str, lex: Lexicon | None = None) -> list[str]:
     """Chinese terms for the English domain phrases in the text, longest phrases first."""
     lex = lex or load_lexicon()
-    lowered = " " + re.sub(r"[^a-z0-9]+", " ", text.lower()) + " "
+    lowered = stem_words(text)
     found: list[str] = []
     for phrase, terms in lex.glossary:
-        key = " " + re.sub(r"[^a-z0-9]+", " ", phrase) + " "
+        key = stem_words(phrase)
         if key in lowered:
             found += [t for t in terms if t not in found]
             lowered = lowered.replace(key, " ")  # a longer phrase consumes its words
