@@ -25,9 +25,11 @@ from .answer import (
 from .embed import get_embedder
 from .errors import ConfigError
 from .laws import short_title
+from .lexicon import glossary_words, stem_words
 from .models import AskResult, Chunk, Document, ScoredChunk
 from .normalize import NORMALIZER_VERSION, detect_language, normalize_query
 from .retrieve import ClauseTable, Filters, HybridSearcher
+from .scope import asks_for_figure, has_figure, unknown_names
 from .settings import Settings, from_env
 from .titles import english_law_titles
 
@@ -81,6 +83,8 @@ class Assistant:
         english_to_short = {en: short_title(zh) for zh, en in english_law_titles().items()}
         table = ClauseTable(chunks)
         self.info, self.docs, self.table = info, docs, table
+        self._corpus_text = "\n".join(d.text for d in docs)
+        self._english_words = set(lex.vocabulary()) | glossary_words()
         self.searcher = HybridSearcher(table, lex, client.get_collection(info.chunks_name),
                                        self._embedder, english_to_short, self._reranker)
         log.info("index %s loaded: %d documents, %d chunks", info.build, len(docs), len(chunks))
@@ -123,6 +127,7 @@ class Assistant:
         _, context = resolve_follow_up(q_norm, history)
         context_norm = normalize_query(context) if context else ""
         model = None
+        resolved = f"{context} {question}".strip() if context else question
         if mode == "llm":
             from .llm import build_chat_model, condense_question
 
@@ -130,7 +135,8 @@ class Assistant:
             if history:
                 # The model rewrites a follow-up into a standalone question instead
                 # of carrying the previous turn along.
-                q_norm, context, context_norm = normalize_query(condense_question(model, question, history)), "", ""
+                resolved = condense_question(model, question, history)
+                q_norm, context, context_norm = normalize_query(resolved), "", ""
         use_rerank = self.reranker_available if rerank is None else (rerank and self.reranker_available)
         t1 = time.perf_counter()
         with self._lock:
@@ -144,18 +150,33 @@ class Assistant:
         tokens = answer_tokens(q_norm, context_norm)
         evidence = evidence_of(results, answer_tokens(q_norm, ""), exact)
         out_lang = answer_language(lang)
+        unknown = [] if exact else unknown_names(
+            question, lambda name: name in self._corpus_text,
+            lambda name: all(w in self._english_words for w in stem_words(name).split()))
         timings = {"prepare": (t1 - t0) * 1000, "retrieve": (t2 - t1) * 1000}
         base: dict[str, Any] = dict(question=question, language=lang, retrieved=results, mode=mode,
-                    resolved_question=f"{context} {question}".strip() if context else question)
-        if evidence.score < self.settings.abstain_threshold or not results:
+                    resolved_question=resolved)
+        reason = ""
+        if not results:
+            reason = "nothing retrieved"
+        elif unknown:
+            reason = "the question names " + "、".join(unknown) + ", which the corpus never mentions"
+        elif evidence.score < self.settings.abstain_threshold:
+            reason = (f"evidence score {evidence.score:.2f} < threshold "
+                      f"{self.settings.abstain_threshold:.2f}")
+        elif not exact and asks_for_figure(question):
+            # The figure may sit outside the best-matching sentence, so look at the
+            # quoted clauses whole.
+            quoted = "".join(r.chunk.text for r, _ in pick_quotes(results, tokens, exact))
+            if not has_figure(quoted):
+                reason = "the question asks for a figure and the matching clauses give none"
+        if reason:
             related = results[:3]
             text = abstention_text(out_lang, related)
             yield text
             timings["total"] = (time.perf_counter() - t0) * 1000
             yield AskResult(answer=text, abstained=True, citations=[], timings_ms=_round(timings),
-                            related=[r.chunk.label for r in related],
-                            warnings=[f"evidence score {evidence.score:.2f} < threshold "
-                                      f"{self.settings.abstain_threshold:.2f}"], **base)
+                            related=[r.chunk.label for r in related], warnings=[reason], **base)
             return
         if model is not None:
             from .llm import llm_answer_stream

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,15 +108,19 @@ class NaiveBaseline:
         self.cache_path = Path(data_dir) / "baseline" / f"naive-{self.key[:20]}.npy"
         self._matrix: np.ndarray | None = None
 
-    def matrix(self) -> np.ndarray:
-        """Unit-normalised chunk embeddings: from memory, else disk, else the embedder."""
+    def matrix(self, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Unit-normalised chunk embeddings: from memory, else disk, else the embedder.
+
+        `progress(done, total)` is called per embedded batch: a first run over
+        the whole corpus takes minutes on a CPU and must not look hung.
+        """
         if self._matrix is not None:
             return self._matrix
         cached = _MATRICES.get(self.key)
         if cached is None:
             cached = self._load() if self.cache_path.exists() else None
         if cached is None:
-            cached = self._embed_all()
+            cached = self._embed_all(progress)
             self._save(cached)
         _MATRICES[self.key] = cached
         self._matrix = cached
@@ -134,12 +138,14 @@ class NaiveBaseline:
         log.info("naive baseline: loaded %d chunk vectors from %s", len(matrix), self.cache_path)
         return matrix
 
-    def _embed_all(self) -> np.ndarray:
+    def _embed_all(self, progress: Callable[[int, int], None] | None) -> np.ndarray:
         texts = [t for _, t in self.chunks]
         log.info("naive baseline: embedding %d chunks", len(texts))
         rows: list[list[float]] = []
         for start in range(0, len(texts), _EMBED_BATCH):
             rows.extend(self.embedder.embed_documents(texts[start : start + _EMBED_BATCH]))
+            if progress:
+                progress(len(rows), len(texts))
         if not rows:
             return np.zeros((0, 1), dtype=np.float32)
         return _unit_rows(np.asarray(rows, dtype=np.float32))

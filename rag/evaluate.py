@@ -334,10 +334,16 @@ def _from_ask(assistant: Any, **options: Any) -> Adapter:
     return run
 
 
-def make_adapter(name: str, assistant: Any, data_dir: Path) -> Adapter:
+def make_adapter(
+    name: str, assistant: Any, data_dir: Path, note: Callable[[str], None] | None = None
+) -> Adapter:
     if name == "naive":
         baseline = NaiveBaseline(assistant.document_records(), assistant.embedder, data_dir)
-        baseline.matrix()  # embed up front so the first question's latency is honest
+        # Embed up front so the first question's latency is honest.
+        baseline.matrix(
+            progress=(lambda done, total: note(f"naive: embedding chunks {done}/{total}"))
+            if note else None
+        )
         # The tutorial pipeline has no follow-up resolution: history is ignored.
         return lambda item, k: baseline.answer(item.question, k)
     options: dict[str, dict[str, Any]] = {
@@ -406,9 +412,13 @@ def run_benchmark(
     results: dict[str, Any] = {}
     with tqdm(total=total, desc="benchmark", unit="q", disable=None) as bar:
         for name in wanted:
-            if progress:
-                progress(done / total, f"{name}: preparing")
-            adapter = make_adapter(name, assistant, Path(data_dir))
+            def note(msg: str, at: float = done / total) -> None:
+                bar.set_postfix_str(msg)
+                if progress:
+                    progress(at, msg)
+
+            note(f"{name}: preparing")
+            adapter = make_adapter(name, assistant, Path(data_dir), note)
             if scored and name not in ("naive", "llm"):
                 # Warm-up (not recorded): lazy model loading must not land in p95.
                 _timed(adapter, scored[0], k)

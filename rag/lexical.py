@@ -66,6 +66,9 @@ class LexicalIndex:
         self._retriever = retriever
         self._pos = {cid: i for i, cid in enumerate(chunk_ids)}
 
+    def vocabulary(self) -> list[str]:
+        return list(self._retriever.vocab_dict)
+
     def scores(self, tokens: list[str], mask: np.ndarray | None = None) -> np.ndarray:
         if not tokens:
             return np.zeros(len(self.chunk_ids), dtype=np.float32)

@@ -94,3 +94,9 @@ def translate_terms(text: str, lex: Lexicon | None = None) -> list[str]:
             found += [t for t in terms if t not in found]
             lowered = lowered.replace(key, " ")  # a longer phrase consumes its words
     return found
+
+
+@lru_cache(maxsize=1)
+def glossary_words() -> frozenset[str]:
+    """Every English word of the glossary, plural-folded."""
+    return frozenset(w for phrase, _ in load_lexicon().glossary for w in stem_words(phrase).split())

@@ -313,9 +313,9 @@ def _dataset(tmp_path: Path) -> Path:
 
 
 def test_run_benchmark_end_to_end(tmp_path: Path) -> None:
-    seen: list[float] = []
+    seen: list[tuple[float, str]] = []
     report = run_benchmark(FakeAssistant(), [_dataset(tmp_path)], k=3, data_dir=tmp_path,
-                           progress=lambda f, _msg: seen.append(f))
+                           progress=lambda f, msg: seen.append((f, msg)))
     assert list(report["configs"]) == ["naive", "bm25", "dense", "hybrid"]
     assert report["unlocatable"] == ["gone"]
     assert report["corpus"] == {"documents": 1, "chunks": 3}
@@ -327,7 +327,8 @@ def test_run_benchmark_end_to_end(tmp_path: Path) -> None:
     assert report["configs"]["bm25"]["overall"]["hit@5"] == 0.0
     assert report["configs"]["naive"]["overall"]["abstention_recall"] == 0.0
     assert [i["id"] for i in hybrid["items"]] == ["z1", "e1", "u1"]
-    assert seen[-1] == pytest.approx(1.0)
+    assert seen[-1] == (pytest.approx(1.0), "hybrid: 3/3")
+    assert (0.0, "naive: embedding chunks 3/3") in seen
     json.dumps(report)  # the report must be plain JSON
 
     with pytest.raises(ConfigError):

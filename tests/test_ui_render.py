@@ -76,6 +76,10 @@ def test_highlight_merges_overlaps_and_tolerates_missing_final_stop():
     assert render.highlight("text", ["", "  "]) == "text"
 
 
+def test_highlight_ignores_case_for_latin_terms():
+    assert render.highlight("新型产业用地（M0）", ["m0"]) == "新型产业用地（<mark>M0</mark>）"
+
+
 def test_highlight_marks_every_occurrence_with_a_class():
     out = render.highlight("用地和用地", ["用地"], css_class="term")
     assert out.count('<mark class="term">用地</mark>') == 2
@@ -164,6 +168,10 @@ def test_abstention_looks_different_and_lists_related_clauses():
     assert "msg bot abstained" in html
     assert "No clause answers this question directly" in html
     assert "Related clauses (not an answer)" in html and "外商投资法第二十一条" in html
+    listed = AskResult(**{**r.__dict__, "answer": "No basis.\nRelated clauses (not an answer):\n"
+                                                   "- 《工作方案》（六）\n- 外商投资法第二十一条"})
+    again = render.render_transcript([{"question": r.question, "answer": "", "result": listed}])
+    assert 'class="related"' not in again and "msg bot abstained" in again  # not listed twice
     panel = render.render_citations(r, "zh")
     assert "相关条款（非答案）" in panel and "related-card" in panel and "再投资递延纳税" in panel
     assert "非答案" in panel
@@ -174,6 +182,13 @@ def test_warnings_are_visible():
     html = render.render_transcript([{"question": "q", "answer": r.answer, "result": r}], "zh")
     assert 'class="warnings"' in html and "《环境保护法》已废止" in html
     assert_inert(html)
+
+
+def test_sources_list_only_when_the_answer_does_not_name_them():
+    plain = render.render_transcript([{"question": "q", "answer": "", "result": result()}])
+    assert 'class="sources"' in plain
+    named = result(answer="Yes [1].\n\nSources:\n[1] 《工作方案》（八） — 通知 — 现行有效")
+    assert 'class="sources"' not in render.render_transcript([{"question": "q", "answer": "", "result": named}])
 
 
 def test_only_the_latest_answer_links_to_the_panel():

@@ -98,11 +98,11 @@ def highlight(text: str, needles: Iterable[str], *, css_class: str = "") -> str:
     spans: list[tuple[int, int]] = []
     for needle in needles:
         for variant in _variants(needle):
-            start = text.find(variant)
-            while start != -1:
-                spans.append((start, start + len(variant)))
-                start = text.find(variant, start + len(variant))
-            if spans and variant != needle:
+            # Case-insensitive: matched terms come from the normalised (lower-cased)
+            # query, the clause keeps its own case ("m0" must mark "M0").
+            found = [(m.start(), m.end()) for m in re.finditer(re.escape(variant), text, re.IGNORECASE)]
+            spans.extend(found)
+            if found:
                 break
     merged: list[list[int]] = []
     for start, end in sorted(spans):
@@ -205,10 +205,14 @@ def _render_reply(turn: dict[str, Any], lang: str, *, latest: bool) -> str:
     if result.abstained:
         out.append(f'<div class="abstain-title">⚠ {escape(t("abstained", lang))}</div>')
     out.append(f'<div class="text">{answer_html(result.answer, link_refs=latest, valid=valid)}</div>')
-    if result.abstained and result.related:
+    # The assistant's abstention text may already list the related clauses; list
+    # them here only when it does not, so they are never shown twice.
+    if result.abstained and result.related and not all(lbl in result.answer for lbl in result.related):
         items = "".join(f"<li>{escape(label)}</li>" for label in result.related)
         out.append(f'<div class="related"><strong>{escape(t("related", lang))}</strong><ul>{items}</ul></div>')
-    if result.citations:
+    # The extractive answer ends with its own source lines; add the list only
+    # when the answer text does not already name every cited clause.
+    if result.citations and not all(c.label in result.answer for c in result.citations):
         refs = "".join(
             f'<li><span class="n">[{c.n}]</span> {escape(c.label)}</li>' for c in result.citations
         )

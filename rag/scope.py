@@ -1,0 +1,74 @@
+"""Is a question within what the corpus can answer? Pure checks used to abstain.
+
+The corpus is national law and one national work plan. Questions about a
+particular city, a foreign country or a company, or that ask for a figure the
+cited text does not contain, get "no basis" instead of a related-sounding quote.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import lru_cache
+
+_FIGURE_QUESTION = re.compile(
+    r"多少|几[个天年月日次家位项倍成%]|几个|多长时间|多久|比例|税率|费率|金额|价格|租金|费用|工资|月薪|"
+    r"\bhow (much|many|long)\b|\bwhat (is|was|'s) the (rate|price|cost|fee|amount|number|percentage|share)\b|"
+    r"\bpercentage\b|\bhow high\b|\bminimum\b|\bmaximum\b|\bcost\b|\bfees?\b|\bprice\b",
+    re.I,
+)
+_CN_NUM = "零〇一二两三四五六七八九十百千万亿半"
+_FIGURE = re.compile(
+    rf"(?<![A-Za-z])\d|[{_CN_NUM}]+(?:个)?(?:日|天|年|月|周|小时|工作日|倍|人|元|万元|亿元|公顷|亩|平方米|次|项|名|%|％|分之|成)"
+)
+_CAPITALISED = re.compile(r"(?<![.?!]\s)(?<!^)\b([A-Z][a-z]{2,}(?:\s+[A-Z][a-z]{2,})*)")
+# Capitalised words that are ordinary in questions about Chinese law.
+_COMMON_PROPER = {
+    "china", "chinese", "prc", "state", "council", "law", "article", "measure", "plan", "work",
+    "ministry", "commerce", "mofcom", "etdz", "etdzs", "zone", "zones", "national", "people",
+    "republic", "foreign", "investment", "does", "can", "what", "which", "how", "is", "are", "the",
+    "under", "according", "if", "when", "who", "where", "why", "and", "or", "do", "will", "should",
+    "english", "belt", "road", "invest", "made", "free", "trade", "customs",
+}
+
+
+def asks_for_figure(question: str) -> bool:
+    return bool(_FIGURE_QUESTION.search(question))
+
+
+def has_figure(text: str) -> bool:
+    return bool(_FIGURE.search(text))
+
+
+@lru_cache(maxsize=1)
+def _posseg():
+    import logging
+
+    import jieba
+    import jieba.posseg
+
+    jieba.setLogLevel(logging.WARNING)
+    return jieba.posseg
+
+
+def place_names(question: str) -> list[str]:
+    """Place and proper names in the question: jieba `ns` words, capitalised English words."""
+    names = [w for w, flag in _posseg().cut(question) if flag == "ns" and len(w) >= 2]
+    for m in _CAPITALISED.finditer(question):
+        words = [w for w in m.group(1).split() if w.lower() not in _COMMON_PROPER]
+        if words:
+            names.append(" ".join(words))
+    return names
+
+
+def unknown_names(question: str, corpus_has: Callable[[str], bool],
+                  known_english: Callable[[str], bool]) -> list[str]:
+    """Names in the question that the corpus never mentions (苏州, Singapore, Kunshan)."""
+    out = []
+    for name in place_names(question):
+        if re.search(r"[\u4e00-\u9fff]", name):
+            if not corpus_has(name):
+                out.append(name)
+        elif not known_english(name):
+            out.append(name)
+    return out
