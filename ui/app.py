@@ -4,6 +4,9 @@ JSON API, served together by one uvicorn on 127.0.0.1.
     from ui.app import serve
     serve(assistant)                      # http://127.0.0.1:7860
     serve(assistant, allow_upload=True)   # with the upload tab
+
+`python -m ui.app [--port N] [--upload]` serves the UI on the in-memory demo
+assistant (ui/demo.py), for working on the UI without an index.
 """
 
 from __future__ import annotations
