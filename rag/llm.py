@@ -27,7 +27,6 @@ PROMPTS = PACKAGE_ROOT / "prompts"
 NO_BASIS = "NO_BASIS"
 _MARKER = re.compile(r"\[(\d+)\]")
 _QUOTE = re.compile(r"「([^」]+)」|“([^”]+)”")
-_SENTENCE = re.compile(r"[^。！？!?\n]+(?:[。！？!?]+(?:\s*\[\d+\])*|\n|$)|(?<=[.])\s")
 
 
 def load_prompt(name: str) -> str:
@@ -64,11 +63,23 @@ def format_clauses(chunks: list[Chunk]) -> str:
     return "\n\n".join(f"[{n}] {c.label}（{c.status}）\n{c.text}" for n, c in enumerate(chunks, start=1))
 
 
+_END = re.compile(r"[。！？!?]+|\.(?=\s|$)|\n")
+_TRAILING_MARKERS = re.compile(r"(?:\s*\[\d+\])+")
+
+
 def split_answer(text: str) -> list[str]:
-    """Sentences with their trailing markers: 'A。[1] B。[2]' → ['A。[1]', 'B。[2]']."""
-    pieces = re.findall(r"[^。！？!?\n]*(?:[。！？!?]|(?<=[a-z0-9)])\.(?=\s|$))+(?:\s*\[\d+\])*|[^。！？!?\n]+$",
-                        text, flags=re.M)
-    return [p.strip() for p in pieces if p.strip()]
+    """Sentences with their markers: 'A。[1] B。[2]' → ['A。[1]', 'B。[2]']; the same in English."""
+    sentences, start = [], 0
+    for m in _END.finditer(text):
+        end = m.end()
+        if trailing := _TRAILING_MARKERS.match(text, end):
+            end = trailing.end()
+        if end <= start:
+            continue
+        sentences.append(text[start:end])
+        start = end
+    sentences.append(text[start:])
+    return [s.strip() for s in sentences if s.strip() and not _TRAILING_MARKERS.fullmatch(s.strip())]
 
 
 def verify(answer: str, clauses: dict[int, str]) -> tuple[list[str], list[str]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -87,8 +87,6 @@ def merge_parts(parts: list[Chunk]) -> Chunk:
     if len(parts) == 1:
         return parts[0]
     first = parts[0]
-    from dataclasses import replace
-
     return replace(first, text="".join(p.text for p in parts), end=parts[-1].end,
                    token_count=sum(p.token_count for p in parts), part=1, parts=1)
 
@@ -113,9 +111,12 @@ class ClauseTable:
             self.by_label.setdefault((c.short_title, c.clause_key), key)
 
     def lookup(self, ref: ClauseRef, filters: Filters) -> list[Chunk]:
+        # Naming a clause overrides "in force only" (the answer flags its status),
+        # but not a choice of documents or types.
+        filters = replace(filters, in_force_only=False)
         if ref.short_title:
             key = self.by_label.get((ref.short_title, ref.clause_key))
-            return [self.clauses[key]] if key else []
+            return [self.clauses[key]] if key and filters.allows(self.clauses[key]) else []
         # "第二十一条" alone: only meaningful when the filters leave one document.
         hits = [c for (short, ck), key in self.by_label.items() if ck == ref.clause_key
                 and filters.allows(c := self.clauses[key])]

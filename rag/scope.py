@@ -12,7 +12,8 @@ from collections.abc import Callable
 from functools import lru_cache
 
 _FIGURE_QUESTION = re.compile(
-    r"多少|几[个天年月日次家位项倍成%]|几个|多长时间|多久|比例|税率|费率|金额|价格|租金|费用|工资|月薪|"
+    r"多少|几[个天年月日次家位项倍成点%]|几个|多长时间|多久|什么时候|几时|比例|税率|费率|金额|价格|租金|费用|工资|月薪|"
+    r"\bwhat time\b|\bopening hours\b|\boffice hours\b|"
     r"\bhow (much|many|long)\b|\bwhat (is|was|'s) the (rate|price|cost|fee|amount|number|percentage|share)\b|"
     r"\bpercentage\b|\bhow high\b|\bminimum\b|\bmaximum\b|\bcost\b|\bfees?\b|\bprice\b",
     re.I,

@@ -48,12 +48,15 @@ def test_off_topic_abstains(full_assistant):
     assert "没有找到" in r.answer
 
 
-def test_repealed_law_is_flagged_when_included(full_assistant):
-    r = full_assistant.ask("环境保护法第一条", filters=Filters(in_force_only=False))
-    assert r.citations[0].status == "已废止" and not r.citations[0].in_force
-    assert any("已废止" in w for w in r.warnings)
-    default = full_assistant.ask("环境保护法第一条")
-    assert all(c.in_force for c in default.citations)
+def test_repealed_law_is_flagged_and_only_shown_when_named(full_assistant):
+    for filters in (Filters(in_force_only=False), Filters()):
+        # Naming the clause shows it even under "in force only", flagged.
+        r = full_assistant.ask("环境保护法第一条", filters=filters)
+        assert r.citations[0].label == "《环境保护法》第一条"
+        assert r.citations[0].status == "已废止" and not r.citations[0].in_force
+        assert any("已废止" in w for w in r.warnings) and "已废止" in r.answer
+    searched = full_assistant.ask("企业排放污染物要承担什么环境保护责任？")
+    assert searched.citations and all(c.in_force for c in searched.citations)
 
 
 def test_follow_up_carries_the_subject(full_assistant):
