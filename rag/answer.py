@@ -18,6 +18,8 @@ SECOND_CLAUSE_RATIO = 0.75  # a later clause is quoted only when its best senten
 _HEADING = re.compile(r"^（[一二三四五六七八九十]+）[^。；]{2,30}。$")
 _ARTICLE_PREFIX = re.compile(r"^第[零〇一二三四五六七八九十百千\d]+条(?:之[一二三四五六七八九十]+)? ")
 _ELLIPTIC = re.compile(r"^(那|那么|那如果|还有|另外|and\b|what about|how about|and what|and for|what if)", re.I)
+# A pronoun that points back at the previous turn ("does it say…", "those obligations", 它/该/这些).
+_ANAPHORA = re.compile(r"\b(it|its|those|these|that one|this one)\b|它|该类|该项|该条|该法|这些|那些|这个|那个|这类|那类|此类|上述", re.I)
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ def coverage(text: str, tokens: list[str]) -> float:
 
 def is_elliptic(question: str) -> bool:
     q = question.strip()
-    return bool(_ELLIPTIC.match(q)) or len(re.sub(r"[\s\W]", "", q)) <= 6
+    return bool(_ELLIPTIC.match(q) or _ANAPHORA.search(q)) or len(re.sub(r"[\s\W]", "", q)) <= 6
 
 
 def resolve_follow_up(question: str, history: list[dict[str, str]] | None) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .chunk import embedding_text
-from .lexicon import expand_synonyms, translate_terms, user_words
+from .lexicon import DATA, expand_synonyms, translate_terms, user_words
 from .models import Chunk
 
 log = logging.getLogger(__name__)
@@ -99,11 +100,21 @@ def build(chunks: list[Chunk]) -> LexicalIndex:
     return LexicalIndex([c.chunk_id for c in chunks], _index(chunks))
 
 
+def lexicon_fingerprint() -> str:
+    """Changes when the jieba dictionary or synonym files change: the tokens change with them."""
+    digest = hashlib.sha1()
+    for name in ("userdict.txt", "synonyms.tsv"):
+        path = DATA / name
+        digest.update(path.read_bytes() if path.exists() else b"")
+    return digest.hexdigest()
+
+
 def build_and_save(chunks: list[Chunk], folder: Path) -> LexicalIndex:
     index = build(chunks)
     folder.mkdir(parents=True, exist_ok=True)
     index._retriever.save(str(folder), show_progress=False)
     (folder / "chunk_ids.json").write_text(json.dumps(index.chunk_ids), encoding="utf-8")
+    (folder / "lexicon.sha1").write_text(lexicon_fingerprint(), encoding="utf-8")
     return index
 
 
@@ -111,7 +122,8 @@ def load(folder: Path) -> LexicalIndex | None:
     import bm25s
 
     ids_file = folder / "chunk_ids.json"
-    if not ids_file.exists():
+    stamp = folder / "lexicon.sha1"
+    if not ids_file.exists() or not stamp.exists() or stamp.read_text(encoding="utf-8") != lexicon_fingerprint():
         return None
     try:
         retriever = bm25s.BM25.load(str(folder), show_progress=False)
