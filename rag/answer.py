@@ -13,8 +13,12 @@ from .models import IN_FORCE, Chunk, Citation, ScoredChunk
 from .titles import clause_english_title
 
 MAX_QUOTES = 3
-MAX_CLAUSES = 3
-SECOND_CLAUSE_RATIO = 0.75  # a later clause is quoted only when its best sentence is this good
+# Measured on dev (citation precision / recall / keyword recall): 3 clauses at 0.75:
+# 0.47/0.77/0.69; 2 at 1.3: 0.65/0.70/0.64; 1 clause: 0.70/0.69/0.63. A wrong citation
+# is the worst failure, so a second clause is quoted only when its best sentence matches
+# the question clearly better (x1.3) than the top clause's does.
+MAX_CLAUSES = 2
+SECOND_CLAUSE_RATIO = 1.3
 _HEADING = re.compile(r"^（[一二三四五六七八九十]+）[^。；]{2,30}。$")
 _ARTICLE_PREFIX = re.compile(r"^第[零〇一二三四五六七八九十百千\d]+条(?:之[一二三四五六七八九十]+)? ")
 _ELLIPTIC = re.compile(r"^(那|那么|那如果|还有|另外|and\b|what about|how about|and what|and for|what if)", re.I)

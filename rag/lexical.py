@@ -54,11 +54,15 @@ def tokenize(text: str) -> list[str]:
 
 def query_tokens(query: str) -> list[str]:
     """Tokens of the query plus synonym and English→Chinese glossary expansions."""
+    return list(_query_tokens(query))
+
+
+@lru_cache(maxsize=2048)
+def _query_tokens(query: str) -> tuple[str, ...]:
     tokens = tokenize(query)
     for term in expand_synonyms(query) + translate_terms(query):
         tokens += tokenize(term)
-    seen: set[str] = set()
-    return [t for t in tokens if not (t in seen or seen.add(t))]  # type: ignore[func-returns-value]
+    return tuple(dict.fromkeys(tokens))
 
 
 class LexicalIndex:

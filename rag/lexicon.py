@@ -16,7 +16,7 @@ DATA = PACKAGE_ROOT / "data"
 @dataclass(frozen=True)
 class Lexicon:
     synonyms: tuple[tuple[str, ...], ...]  # groups, canonical first
-    glossary: tuple[tuple[str, tuple[str, ...]], ...]  # (english phrase, chinese terms), longest first
+    glossary: tuple[tuple[str, tuple[str, ...]], ...]  # (stemmed english phrase, chinese terms), longest first
 
 
 def _read_lines(name: str) -> list[str]:
@@ -41,9 +41,9 @@ def load_lexicon() -> Lexicon:
         en, zh = line.split("\t", 1)
         terms = tuple(normalize_query(t.strip()) for t in zh.split("|") if t.strip())
         for phrase in en.split("|"):
-            phrase = phrase.strip().lower()
-            if phrase and terms:
-                gloss.append((phrase, terms))
+            key = stem_words(phrase)
+            if key.strip() and terms:
+                gloss.append((key, terms))
     gloss.sort(key=lambda p: -len(p[0]))
     return Lexicon(tuple(groups), tuple(gloss))
 
@@ -85,18 +85,23 @@ def stem_words(text: str) -> str:
 
 def translate_terms(text: str, lex: Lexicon | None = None) -> list[str]:
     """Chinese terms for the English domain phrases in the text, longest phrases first."""
-    lex = lex or load_lexicon()
+    return list(_translate(text, lex or load_lexicon()))
+
+
+@lru_cache(maxsize=2048)
+def _translate(text: str, lex: Lexicon) -> tuple[str, ...]:
     lowered = stem_words(text)
     found: list[str] = []
-    for phrase, terms in lex.glossary:
-        key = stem_words(phrase)
+    if not re.search(r"[a-z]", lowered):
+        return ()
+    for key, terms in lex.glossary:
         if key in lowered:
             found += [t for t in terms if t not in found]
             lowered = lowered.replace(key, " ")  # a longer phrase consumes its words
-    return found
+    return tuple(found)
 
 
 @lru_cache(maxsize=1)
 def glossary_words() -> frozenset[str]:
     """Every English word of the glossary, plural-folded."""
-    return frozenset(w for phrase, _ in load_lexicon().glossary for w in stem_words(phrase).split())
+    return frozenset(w for key, _ in load_lexicon().glossary for w in key.split())

@@ -184,7 +184,12 @@ class HybridSearcher:
             # pulls the multilingual embedding towards the Chinese clauses.
             terms = " ".join(translate_terms(query)) if re.search(r"[A-Za-z]{3}", query) else ""
             vec = self.embedder.embed_query(f"{extra_query} {query} {terms}".strip())
-            hits = store.dense_query(self.collection, vec, CANDIDATES, filters.where())
+            # An unfiltered query post-filtered here is ~10x faster than Chroma's
+            # metadata filter; the filtered query is the fallback when too few pass.
+            hits = [(cid, s) for cid, s in store.dense_query(self.collection, vec, CANDIDATES)
+                    if cid in self.table.by_id and filters.allows(self.table.by_id[cid])]
+            if len(hits) < max(k, 10):
+                hits = store.dense_query(self.collection, vec, CANDIDATES, filters.where())
             rankings["dense"], raw["dense"] = self._to_clauses(hits)
         fused = rrf(rankings, weights)
         mentioned = self.mentioned_documents(query) | (self.mentioned_documents(extra_query) if extra_query else set())
