@@ -32,7 +32,7 @@ run: ingest
 	$(BIN)/rag serve --host 127.0.0.1 --port 7860
 
 test: install-dev
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=8
 
 lint: install-dev
 	$(BIN)/ruff check rag ui tests

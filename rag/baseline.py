@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 NAIVE_CHUNK_SIZE = 500
 NAIVE_CHUNK_OVERLAP = 50
 _EMBED_BATCH = 64
+_KEEP_CACHES = 3  # a few matrices, so switching between two embedders does not re-embed
 
 # Chunk matrices by cache key, so that repeated benchmark runs in one process
 # (the UI's benchmark tab) embed the naive chunks at most once.
@@ -158,9 +159,18 @@ class NaiveBaseline:
                 np.save(fh, matrix, allow_pickle=False)
             # Atomic so a concurrent run never reads a half-written matrix.
             os.replace(tmp, self.cache_path)
+            self._prune()
         except OSError as exc:
             # The cache only saves time; a read-only data dir must not fail the run.
             log.warning("could not write naive cache %s: %s", self.cache_path, exc)
+
+    def _prune(self) -> None:
+        # Every re-ingest that changes a text changes the key; without pruning
+        # the data dir would collect one stale matrix per rebuild.
+        others = [p for p in self.cache_path.parent.glob("naive-*.npy") if p != self.cache_path]
+        others.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+        for path in others[_KEEP_CACHES - 1 :]:
+            path.unlink(missing_ok=True)
 
     def search(self, question: str, k: int) -> list[tuple[str, str, float]]:
         matrix = self.matrix()

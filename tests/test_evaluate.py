@@ -250,6 +250,11 @@ def test_naive_baseline_retrieves_and_caches(tmp_path: Path, monkeypatch: pytest
     changed = NaiveBaseline([DOCS[0], _doc("law", "", "关税。")], FakeEmbedder(), tmp_path)
     assert changed.key != base.key
 
+    # Old matrices are pruned once more than three exist.
+    for n in range(4):
+        NaiveBaseline([_doc("law", "", f"关税{n}。")], FakeEmbedder(), tmp_path).matrix()
+    assert len(list((tmp_path / "baseline").glob("naive-*.npy"))) == 3
+
 
 # ---------------------------------------------------------------- runner
 
