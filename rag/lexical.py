@@ -35,11 +35,22 @@ def _jieba():
     import jieba
 
     jieba.setLogLevel(logging.WARNING)
-    tok = jieba.Tokenizer()
+    # The default tokenizer, shared with jieba.posseg (rag.scope): a second
+    # Tokenizer would load the 2-second dictionary a second time.
+    tok = jieba.dt
     with _lock:
+        tok.initialize()
         for word, freq in user_words():
             tok.add_word(word, freq)
     return tok
+
+
+def warm_up() -> None:
+    """Load jieba and the domain words ahead of the first question (called in a thread)."""
+    from .scope import place_names
+
+    tokenize("国家级经开区")
+    place_names("苏州")
 
 
 def tokenize(text: str) -> list[str]:

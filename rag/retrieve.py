@@ -10,9 +10,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
-from langchain_core.documents import Document as LCDocument
-from langchain_core.retrievers import BaseRetriever
 
 from . import store
 from .lexical import LexicalIndex, query_tokens
@@ -237,18 +234,3 @@ class HybridSearcher:
         raw["rerank"] = {key: round(float(s), 6) for key, s in zip(pool, scores, strict=True)}
         pool = sorted(pool, key=lambda key: -raw["rerank"][key])
         return head + pool + order[exact_count + 20 :]
-
-
-class ClauseRetriever(BaseRetriever):
-    """LangChain view of the hybrid search, for chains that want a BaseRetriever."""
-
-    searcher: Any
-    k: int = 5
-    filters: Filters = Filters()
-
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[LCDocument]:
-        from .normalize import normalize_query
-
-        results = self.searcher.search(normalize_query(query), k=self.k, filters=self.filters)
-        return [LCDocument(page_content=r.chunk.text, metadata={**r.chunk.metadata(), "fused": r.fused})
-                for r in results]

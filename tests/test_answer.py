@@ -100,3 +100,11 @@ def test_every_quote_is_verbatim_in_its_clause(full_assistant):
                 checked += 1
         assert r.abstained == (not r.citations)
     assert checked > 150
+
+
+def test_langchain_retriever_view(full_assistant):
+    from rag.lc import ClauseRetriever
+
+    docs = ClauseRetriever(searcher=full_assistant.searcher, k=3).invoke("M0用地能建住宅吗？")
+    assert len(docs) == 3 and docs[0].metadata["label"] == "《工作方案》（十三）"
+    assert "住宅" in docs[0].page_content
