@@ -51,6 +51,8 @@ class DocumentSummary:
     clause_count: int
     english_title: str = ""
     effective_date: str = ""
+    part_count: int = 0  # 一、二、… headings of a policy document
+    measure_count: int = 0  # （一）…（十六）
 
 
 def answer_language(lang: str) -> str:
@@ -214,11 +216,18 @@ class Assistant:
         for c in self.table.chunks:
             counts[c.doc_id] = counts.get(c.doc_id, 0) + 1
         clause_counts: dict[str, int] = {}
-        for doc_id, _ in self.table.clauses:
+        measures: dict[str, int] = {}
+        parts: dict[str, set[str]] = {}
+        for (doc_id, _), c in self.table.clauses.items():
             clause_counts[doc_id] = clause_counts.get(doc_id, 0) + 1
+            if c.kind == "measure":
+                measures[doc_id] = measures.get(doc_id, 0) + 1
+            if c.kind in ("part", "measure") and "、" in c.section_path.split(" > ")[0]:
+                parts.setdefault(doc_id, set()).add(c.section_path.split(" > ")[0])
         docs = [DocumentSummary(d.doc_id, d.title, d.short_title, d.doc_type, d.issuer, d.date, d.status,
                                 counts.get(d.doc_id, 0), clause_counts.get(d.doc_id, 0),
-                                d.english_title, d.effective_date) for d in self.docs]
+                                d.english_title, d.effective_date, len(parts.get(d.doc_id, ())),
+                                measures.get(d.doc_id, 0)) for d in self.docs]
         # The work plan first, then by type and title, as people browse them.
         return sorted(docs, key=lambda d: (d.doc_type != "政策文件", d.doc_type, d.title))
 

@@ -40,7 +40,8 @@ def cmd_corpus_list(args: argparse.Namespace) -> int:
     docs = load_assistant(_settings(args)).documents()
     rows = [{"doc_id": d.doc_id, "title": d.title, "short_title": d.short_title, "type": d.doc_type,
              "issuer": d.issuer, "date": d.date, "status": d.status, "chunk_count": d.chunk_count,
-             "clause_count": d.clause_count, "effective_date": d.effective_date} for d in docs]
+             "clause_count": d.clause_count, "effective_date": d.effective_date,
+             "parts": d.part_count, "measures": d.measure_count} for d in docs]
     if args.json:
         _out(rows)
     else:

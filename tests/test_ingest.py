@@ -37,7 +37,7 @@ def test_tiny_index_counts_and_labels(tiny_settings):
     notice = docs["etdz-work-plan-2025"]
     assert notice.short_title == "工作方案" and notice.issuer == "商务部" and notice.date == "2025-05-21"
     measures = [c for c in a.clauses(notice.doc_id) if c.kind == "measure"]
-    assert len(measures) == 16
+    assert len(measures) == 16 and notice.measure_count == 16 and notice.part_count == 5
     (m13,) = a.find("《工作方案》（十三）")
     assert "标准地" in m13.text and m13.section_path.startswith("五、强化要素保障")
     (art,) = a.find("外商投资法第二十一条")
