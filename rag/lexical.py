@@ -106,6 +106,7 @@ class LexicalIndex:
 def _index(chunks: list[Chunk]):
     import bm25s
 
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every build at DEBUG
     retriever = bm25s.BM25()
     retriever.index([tokenize(embedding_text(c)) for c in chunks], show_progress=False)
     return retriever
