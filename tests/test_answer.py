@@ -69,6 +69,7 @@ def test_follow_up_carries_the_subject(full_assistant):
 
 def test_json_contract_shape(full_assistant):
     d = full_assistant.ask("Can I send my profits home?").to_dict()
+    assert d["citations"][0]["label"] == "《外商投资法》第二十一条"
     for key in ("question", "language", "answer", "abstained", "citations", "retrieved", "timings_ms"):
         assert key in d
     c = d["citations"][0]
