@@ -81,6 +81,11 @@ def main() -> int:
         total.append((time.perf_counter() - t) * 1000)
         retrieve.append(r.timings_ms.get("retrieve", 0.0))
         abstained += r.abstained
+    embed_ms = []
+    for q, _ in qs[:100]:
+        t = time.perf_counter()
+        assistant.embedder.embed_query(q)
+        embed_ms.append((time.perf_counter() - t) * 1000)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     size_mb = dir_size(settings.data_dir) / 1e6
     chroma_mb = dir_size(settings.data_dir / "chroma") / 1e6 if (settings.data_dir / "chroma").exists() else 0.0
@@ -88,6 +93,7 @@ def main() -> int:
         ("questions (warm, extractive)", f"{len(total)}"),
         ("warm answer p50 / p95 (ms)", f"{statistics.median(total):.1f} / {pct(total, 95):.1f}"),
         ("  of which retrieval p50 (ms)", f"{statistics.median(retrieve):.1f}"),
+        ("  e5 query embedding alone p50 (ms)", f"{statistics.median(embed_ms):.1f}"),
         ("cold start median: load + first answer (s)",
          f"{statistics.median(c['total_s'] for c in colds):.2f} "
          f"(load {statistics.median(c['load_s'] for c in colds):.2f}, "
