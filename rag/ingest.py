@@ -25,7 +25,7 @@ from .corruption import Suspect, detect_corruption
 from .embed import EmbeddingCache, get_embedder
 from .errors import CorpusError
 from .loaders import LoadedFile, Skipped, load_files
-from .models import IN_FORCE, Chunk, Document
+from .models import IN_FORCE, Chunk, Clause, Document
 from .normalize import NORMALIZER_VERSION, normalize_text
 from .parse import parse_document
 from .settings import Settings
@@ -144,8 +144,6 @@ def build_chunks(docs: list[Document], cap: int) -> tuple[list[Chunk], int, list
         clauses = parse_document(doc.text)
         if not clauses:
             warnings.append(f"{doc.source}: no clauses found; the document is indexed as one block")
-            from .models import Clause
-
             clauses = [Clause(key="全文", kind="paragraph", section_path=("全文",), start=0,
                               end=len(doc.text))]
         clauses_total += len(clauses)
