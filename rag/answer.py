@@ -20,7 +20,6 @@ MAX_QUOTES = 3
 MAX_CLAUSES = 2
 SECOND_CLAUSE_RATIO = 1.3
 _HEADING = re.compile(r"^（[一二三四五六七八九十]+）[^。；]{2,30}。$")
-_ARTICLE_PREFIX = re.compile(r"^第[零〇一二三四五六七八九十百千\d]+条(?:之[一二三四五六七八九十]+)? ")
 _ELLIPTIC = re.compile(r"^(那|那么|那如果|还有|另外|and\b|what about|how about|and what|and for|what if)", re.I)
 # A pronoun that points back at the previous turn ("does it say…", "those obligations", 它/该/这些).
 _ANAPHORA = re.compile(r"\b(it|its|those|these|that one|this one)\b|它|该类|该项|该条|该法|这些|那些|这个|那个|这类|那类|此类|上述", re.I)
@@ -121,10 +120,6 @@ def pick_quotes(results: list[ScoredChunk], tokens: list[str], exact: bool) -> l
         if quotes_left <= 0:
             break
     return picked
-
-
-def strip_article_prefix(sentence: str) -> str:
-    return _ARTICLE_PREFIX.sub("", sentence)
 
 
 def make_citation(n: int, chunk: Chunk, quotes: list[str]) -> Citation:

@@ -154,6 +154,7 @@ class Assistant:
         tokens = answer_tokens(q_norm, context_norm)
         evidence = evidence_of(results, answer_tokens(q_norm, ""), exact)
         out_lang = answer_language(lang)
+        picked = pick_quotes(results, tokens, exact)
         unknown = [] if exact else unknown_names(
             question, lambda name: name in self._corpus_text,
             lambda name: all(w in self._english_words for w in stem_words(name).split()))
@@ -171,7 +172,7 @@ class Assistant:
         elif not exact and asks_for_figure(question):
             # The figure may sit outside the best-matching sentence, so look at the
             # quoted clauses whole.
-            quoted = "".join(r.chunk.text for r, _ in pick_quotes(results, tokens, exact))
+            quoted = "".join(r.chunk.text for r, _ in picked)
             if not has_figure(quoted):
                 reason = "the question asks for a figure and the matching clauses give none"
         if reason:
@@ -186,10 +187,9 @@ class Assistant:
             from .llm import llm_answer_stream
 
             yield from llm_answer_stream(model, self.settings, q_norm, out_lang, results, base,
-                                         timings, t0, extractive=lambda: self._extractive(
-                                             results, tokens, exact, out_lang))
+                                         timings, t0, extractive=lambda: compose(out_lang, picked))
             return
-        text, citations, chunks = self._extractive(results, tokens, exact, out_lang)
+        text, citations, chunks = compose(out_lang, picked)
         warnings = status_warnings(citations, chunks, out_lang)
         if warnings:
             text += "\n\n" + "\n".join(("Note: " if out_lang == "en" else "注意：") + w for w in warnings)
@@ -197,10 +197,6 @@ class Assistant:
         timings["total"] = (time.perf_counter() - t0) * 1000
         yield AskResult(answer=text, abstained=False, citations=citations, timings_ms=_round(timings),
                         warnings=warnings, **base)
-
-    def _extractive(self, results: list[ScoredChunk], tokens: list[str], exact: bool, lang: str):
-        picked = pick_quotes(results, tokens, exact)
-        return compose(lang, picked)
 
     def search(self, query: str, *, k: int = 10, filters: Filters | None = None,
                retrievers: tuple[str, ...] = ("bm25", "dense"), rerank: bool | None = None) -> list[ScoredChunk]:
