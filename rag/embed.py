@@ -132,9 +132,23 @@ class EmbeddingCache:
 
     def __init__(self, path: Path, embedder_name: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._con = sqlite3.connect(str(path), check_same_thread=False)
-        self._con.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB)")
         self._prefix = embedder_name + "\x00"
+        try:
+            self._con = self._open(path)
+        except sqlite3.DatabaseError as exc:
+            # A cache only saves time: a damaged one is set aside, never fatal.
+            log.warning("embedding cache %s is unreadable (%s); starting a new one", path, exc)
+            path.replace(path.with_suffix(".corrupt"))
+            self._con = self._open(path)
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
+        # WAL + a busy timeout: tests, ingest and the server may write at once.
+        con = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB)")
+        con.execute("SELECT count(*) FROM emb LIMIT 1").fetchone()
+        return con
 
     def _key(self, text: str) -> str:
         return hashlib.sha1((self._prefix + text).encode("utf-8")).hexdigest()

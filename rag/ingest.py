@@ -111,7 +111,7 @@ def document_from_file(f: LoadedFile, english: dict[str, str]) -> tuple[Document
         doc_id=f.doc_id or slug(title, f.date), title=title, short_title=short,
         doc_type=f.doc_type or guess_doc_type(title), issuer=f.issuer, date=f.date,
         status=f.status or IN_FORCE, text=text, source=f.path,
-        english_title=english.get(title, ""),
+        effective_date=f.effective_date, english_title=f.english_title or english.get(title, ""),
     ), suspects
 
 
@@ -245,7 +245,7 @@ def _vectors_for(chunks: list[Chunk], client, current, old_ids: set[str], embedd
         if reusable:
             _, stored = store.read_chunks(client, current, with_vectors=True)
             vectors.update({cid: stored[cid] for cid in reusable if cid in stored})
-    cache = EmbeddingCache(settings.data_dir / "embeddings.sqlite", settings.embedder)
+    cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite", settings.embedder)
     try:
         todo = [c for c in chunks if c.chunk_id not in vectors]
         texts = {c.chunk_id: embedding_text(c) for c in todo}

@@ -47,6 +47,8 @@ class LoadedFile:
     status: str
     short_title: str
     doc_id: str
+    effective_date: str = ""
+    english_title: str = ""
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,8 @@ _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^(?:---|\.\.\.)[ \t]*(?:\r?\n|
 # A block between two --- lines is only front matter when it starts like YAML
 # keys; otherwise it is prose between horizontal rules and must stay in the body.
 _YAML_KEY_START = re.compile(r"\A\s*[A-Za-z_][\w-]*[ \t]*:")
-_META_KEYS = ("title", "short_title", "issuer", "doc_type", "status", "date", "doc_id")
+_META_KEYS = ("title", "short_title", "issuer", "doc_type", "status", "date", "doc_id",
+              "effective_date", "english_title")
 
 
 def split_front_matter(text: str) -> tuple[dict[str, str], str]:
@@ -175,7 +178,7 @@ def split_front_matter(text: str) -> tuple[dict[str, str], str]:
         value: Any = data.get(key)
         if value is None:
             continue
-        if key == "date":
+        if key in ("date", "effective_date"):
             meta[key] = parse_date(value)
             if not meta[key]:
                 log.warning("front matter date %r is not a date, ignoring it", value)
@@ -416,6 +419,8 @@ def load_file(path: str | Path, *, max_bytes: int = 20_000_000) -> LoadedFile:
         status=meta.get("status", ""),
         short_title=meta.get("short_title", ""),
         doc_id=meta.get("doc_id", ""),
+        effective_date=meta.get("effective_date", ""),
+        english_title=meta.get("english_title", ""),
     )
 
 

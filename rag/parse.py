@@ -50,7 +50,10 @@ def _article_pattern(text: str) -> re.Pattern[str]:
 def looks_like_law(text: str) -> bool:
     pattern = _article_pattern(text)
     articles = sum(1 for _, _, line in _lines(text) if pattern.match(line))
-    measures = sum(1 for _, _, line in _lines(text) if MEASURE_RE.match(line))
+    numbers = [m.group(1) for _, _, line in _lines(text) if (m := MEASURE_RE.match(line))]
+    # A policy numbers its measures （一）…（十六） once across the document; items that
+    # restart at （一） inside articles (a regulation's 项) are not measures.
+    measures = len(numbers) if numbers.count("一") <= 1 else 0
     return articles >= LAW_SIGNAL_MIN_ARTICLES and articles > measures
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,16 @@ REPO_ROOT = PACKAGE_ROOT.parent
 DEFAULT_ABSTAIN_THRESHOLD = 0.05
 
 
+def default_cache_dir() -> Path:
+    """One embedding cache per user, shared by every data dir (XDG cache dir)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "etdz-rag"
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".rag")
+    cache_dir: Path = field(default_factory=default_cache_dir)
     chroma_url: str = ""
     embedder: str = "e5-small"
     token_cap: int = 400
@@ -47,7 +54,7 @@ class Settings:
 
 
 _ENV = {
-    "data_dir": "RAG_DATA_DIR", "chroma_url": "RAG_CHROMA_URL", "embedder": "RAG_EMBEDDER",
+    "data_dir": "RAG_DATA_DIR", "cache_dir": "RAG_CACHE_DIR", "chroma_url": "RAG_CHROMA_URL", "embedder": "RAG_EMBEDDER",
     "token_cap": "RAG_TOKEN_CAP", "corpus_dir": "RAG_CORPUS_DIR", "k": "RAG_K", "mode": "RAG_MODE",
     "reranker": "RAG_RERANKER", "abstain_threshold": "RAG_ABSTAIN_THRESHOLD", "llm": "RAG_LLM",
     "llm_model": "RAG_LLM_MODEL", "llm_base_url": "OPENAI_BASE_URL",
@@ -55,6 +62,7 @@ _ENV = {
 }
 ENV_DOC = {
     "RAG_DATA_DIR": "where the index, caches and remembered sources live (default .rag)",
+    "RAG_CACHE_DIR": "embedding cache shared by all data dirs (default ~/.cache/etdz-rag)",
     "RAG_CHROMA_URL": "http://host:port of a Chroma server; unset = embedded store under RAG_DATA_DIR",
     "RAG_EMBEDDER": "e5-small (default, offline), st:<model or path>, hash (tests only)",
     "RAG_TOKEN_CAP": "max tokens of one chunk; longer clauses split on sentences (default 400)",

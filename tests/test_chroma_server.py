@@ -46,10 +46,9 @@ def chroma_url(tmp_path):
 
 
 def test_ingest_and_ask_through_a_chroma_server(tiny_settings, chroma_url, tmp_path):
-    # Reuse the tiny corpus' embedding cache so only the server path is exercised.
+    # The tiny corpus' vectors are in the shared embedding cache: only the server path runs.
     data = tmp_path / "client-data"
     data.mkdir()
-    shutil.copy(tiny_settings.data_dir / "embeddings.sqlite", data / "embeddings.sqlite")
     s = replace(tiny_settings, data_dir=data, chroma_url=chroma_url)
     summary = ingest(s, progress=False)
     assert summary.changed and summary.embedded == 0 and summary.chunks > 100
