@@ -22,13 +22,14 @@ from .answer import (
     resolve_follow_up,
     status_warnings,
 )
+from .dense import DenseIndex
 from .embed import get_embedder
 from .errors import ConfigError
 from .laws import short_title
 from .lexicon import glossary_words, stem_words
 from .models import AskResult, Chunk, Document, ScoredChunk
 from .normalize import NORMALIZER_VERSION, detect_language, normalize_query
-from .retrieve import ClauseTable, Filters, HybridSearcher
+from .retrieve import DEFAULT_RETRIEVERS, ClauseTable, Filters, HybridSearcher
 from .scope import asks_for_figure, has_figure, unknown_names
 from .settings import Settings, from_env
 from .titles import english_law_titles
@@ -51,6 +52,7 @@ class DocumentSummary:
     clause_count: int
     english_title: str = ""
     effective_date: str = ""
+    hooked_clauses: int = 0  # clauses with question hooks
     part_count: int = 0  # 一、二、… headings of a policy document
     measure_count: int = 0  # （一）…（十六）
 
@@ -79,19 +81,55 @@ class Assistant:
         info = store.require_index(client, s.embedder, NORMALIZER_VERSION)
         chunks, _ = store.read_chunks(client, info)
         docs = store.read_documents(client, info)
-        lex = lexical.load(s.data_dir / "lexical" / info.build)
-        if lex is None or set(lex.chunk_ids) != {c.chunk_id for c in chunks}:
-            # A Chroma server filled from another machine: rebuild the lexical side here.
-            lex = lexical.build_and_save(chunks, s.data_dir / "lexical" / info.build)
+        folder = s.data_dir / "lexical" / info.build
+        chunk_ids = {c.chunk_id for c in chunks}
+        lex = lexical.load(folder)
+        if lex is None or set(lex.chunk_ids) != chunk_ids:
+            # A Chroma server filled from another machine: rebuild the derived files here.
+            lex = lexical.build_and_save(chunks, folder)
+        table = ClauseTable(chunks)
+        dense = DenseIndex.load(folder)
+        if dense is None or set(dense.chunk_ids) != chunk_ids or len(dense.hook_clauses) != info.hooks:
+            dense = self._dense_from_store(client, info, table, folder)
+        hook_lex = lexical.load(folder / "hooks") if info.hooks else None
+        if info.hooks and hook_lex is None:
+            from .ingest import match_hooks, save_hook_lexical
+
+            save_hook_lexical(match_hooks(s, chunks), folder)
+            hook_lex = lexical.load(folder / "hooks")
         self._embedder = get_embedder(s.embedder)
         english_to_short = {en: short_title(zh) for zh, en in english_law_titles().items()}
-        table = ClauseTable(chunks)
         self.info, self.docs, self.table = info, docs, table
         self._corpus_text = "\n".join(d.text for d in docs)
         self._english_words = set(lex.vocabulary()) | glossary_words()
-        self.searcher = HybridSearcher(table, lex, client.get_collection(info.chunks_name),
-                                       self._embedder, english_to_short, self._reranker)
+        self._gists = self._load_gists(chunks)
+        self.searcher = HybridSearcher(table, lex, dense, self._embedder, english_to_short,
+                                       self._reranker, hook_lexical=hook_lex)
         log.info("index %s loaded: %d documents, %d chunks", info.build, len(docs), len(chunks))
+
+    def _dense_from_store(self, client, info, table: ClauseTable, folder) -> DenseIndex:
+        _, vectors = store.read_chunks(client, info, with_vectors=True)
+        rows, hook_vectors = store.read_hook_rows(client, info)
+        rows_ok = [i for i, r in enumerate(rows) if r[0] in table.clauses]
+        ids = sorted(vectors)
+        dense = DenseIndex.build(ids, [vectors[i] for i in ids], info.dim, [rows[i][0] for i in rows_ok],
+                                 [rows[i][1] for i in rows_ok], [hook_vectors[i] for i in rows_ok])
+        dense.save(folder)
+        return dense
+
+    def _load_gists(self, chunks: list[Chunk]) -> dict[tuple[str, int], str]:
+        from .ingest import match_hooks
+
+        self.hook_match = match_hooks(self.settings, chunks)
+        return {key: e.gist_en for key, e in self.hook_match.by_clause.items()}
+
+    def hook_coverage(self) -> dict[str, tuple[int, int]]:
+        """doc_id → (clauses with question hooks, clauses)."""
+        return self.hook_match.coverage(self.table.clauses)
+
+    def gist(self, chunk: Chunk) -> str:
+        """The clause's unofficial English gist ("" when it has none)."""
+        return self._gists.get((chunk.doc_id, chunk.ordinal), "")
 
     def reload(self) -> None:
         with self._lock:
@@ -101,7 +139,7 @@ class Assistant:
 
     def ask(self, question: str, *, history: list[dict[str, str]] | None = None, k: int | None = None,
             mode: str | None = None, filters: Filters | None = None,
-            retrievers: tuple[str, ...] = ("bm25", "dense"), rerank: bool | None = None) -> AskResult:
+            retrievers: tuple[str, ...] = DEFAULT_RETRIEVERS, rerank: bool | None = None) -> AskResult:
         result: AskResult | None = None
         for piece in self.ask_stream(question, history=history, k=k, mode=mode, filters=filters,
                                      retrievers=retrievers, rerank=rerank):
@@ -112,7 +150,7 @@ class Assistant:
 
     def ask_stream(self, question: str, *, history: list[dict[str, str]] | None = None,
                    k: int | None = None, mode: str | None = None, filters: Filters | None = None,
-                   retrievers: tuple[str, ...] = ("bm25", "dense"),
+                   retrievers: tuple[str, ...] = DEFAULT_RETRIEVERS,
                    rerank: bool | None = None) -> Iterator[str | AskResult]:
         """Yields answer text pieces as they are produced, then the final AskResult."""
         t0 = time.perf_counter()
@@ -187,9 +225,9 @@ class Assistant:
             from .llm import llm_answer_stream
 
             yield from llm_answer_stream(model, self.settings, q_norm, out_lang, results, base,
-                                         timings, t0, extractive=lambda: compose(out_lang, picked))
+                                         timings, t0, extractive=lambda: compose(out_lang, picked, self.gist))
             return
-        text, citations, chunks = compose(out_lang, picked)
+        text, citations, chunks = compose(out_lang, picked, self.gist)
         warnings = status_warnings(citations, chunks, out_lang)
         if warnings:
             text += "\n\n" + "\n".join(("Note: " if out_lang == "en" else "注意：") + w for w in warnings)
@@ -199,7 +237,7 @@ class Assistant:
                         warnings=warnings, **base)
 
     def search(self, query: str, *, k: int = 10, filters: Filters | None = None,
-               retrievers: tuple[str, ...] = ("bm25", "dense"), rerank: bool | None = None) -> list[ScoredChunk]:
+               retrievers: tuple[str, ...] = DEFAULT_RETRIEVERS, rerank: bool | None = None) -> list[ScoredChunk]:
         use_rerank = self.reranker_available if rerank is None else (rerank and self.reranker_available)
         with self._lock:
             return self.searcher.search(normalize_query(query), k=k, filters=filters or Filters(),
@@ -220,10 +258,11 @@ class Assistant:
                 measures[doc_id] = measures.get(doc_id, 0) + 1
             if c.kind in ("part", "measure") and "、" in c.section_path.split(" > ")[0]:
                 parts.setdefault(doc_id, set()).add(c.section_path.split(" > ")[0])
+        hooked = self.hook_coverage()
         docs = [DocumentSummary(d.doc_id, d.title, d.short_title, d.doc_type, d.issuer, d.date, d.status,
                                 counts.get(d.doc_id, 0), clause_counts.get(d.doc_id, 0),
-                                d.english_title, d.effective_date, len(parts.get(d.doc_id, ())),
-                                measures.get(d.doc_id, 0)) for d in self.docs]
+                                d.english_title, d.effective_date, hooked.get(d.doc_id, (0, 0))[0],
+                                len(parts.get(d.doc_id, ())), measures.get(d.doc_id, 0)) for d in self.docs]
         # The work plan first, then by type and title, as people browse them.
         return sorted(docs, key=lambda d: (d.doc_type != "政策文件", d.doc_type, d.title))
 

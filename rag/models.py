@@ -130,6 +130,7 @@ class Citation:
     quotes: list[str]
     english_title: str = ""
     in_force: bool = True
+    gist_en: str = ""  # unofficial English gist of the clause (English questions); never the clause
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

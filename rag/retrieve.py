@@ -11,8 +11,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from . import store
-from .lexical import LexicalIndex, query_tokens
+from .dense import DenseIndex, top_indices
+from .hooks import best_per_clause
+from .lexical import LexicalIndex, fold_english, query_tokens
 from .lexicon import translate_terms
 from .models import IN_FORCE, Chunk, ScoredChunk
 from .references import ClauseRef, find_reference
@@ -24,6 +25,7 @@ RRF_K = 60
 # bm25 the Chinese terms; see the closing note for the grid.
 DEFAULT_WEIGHTS = {"bm25": 1.0, "dense": 1.0}
 CANDIDATES = 60
+DEFAULT_RETRIEVERS = ("bm25", "dense", "hooks")
 EXACT_SCORE = 1.0  # fused score given to a clause the question names
 DOC_BOOST = 0.012  # added to clauses of a document the question names (≈ a top-20 rank)
 _NOTICE_WORDS = re.compile(r"工作方案|方案|措施|the plan|work plan|this plan|the notice|measure", re.I)
@@ -120,12 +122,43 @@ class ClauseTable:
         return hits if len(hits) == 1 else []
 
 
+@dataclass(frozen=True)
+class HookFusion:
+    """How hook evidence joins the clause's own: each list ranks a clause by the better of
+    its clause score and its hook score minus an offset, on one scale. A clause with no
+    hooks keeps exactly its clause score, so fusion never penalises a missing hook."""
+
+    dense_offset: float = 0.04  # question↔question cosines run higher than question↔clause
+    lexical_offset: float = 0.1  # on max-normalised bm25
+
+
+def normalise_max(scores: Mapping[K, float]) -> dict[K, float]:
+    top = max(scores.values(), default=0.0)
+    return {key: s / top for key, s in scores.items()} if top > 0 else {}
+
+
+def merge_by_max(own: Mapping[K, float], hook: Mapping[K, float], offset: float) -> list[K]:
+    """Keys ranked by max(own score, hook score − offset), best first (pure)."""
+    merged = dict(own)
+    for key, s in hook.items():
+        merged[key] = max(merged.get(key, float("-inf")), s - offset)
+    return sorted(merged, key=lambda key: -merged[key])
+
+
+def _clause_key_from_id(hook_doc_id: str) -> tuple[str, int]:
+    doc_id, _, ordinal = hook_doc_id.rpartition("\x00")
+    return (doc_id, int(ordinal))
+
+
 class HybridSearcher:
-    def __init__(self, table: ClauseTable, lexical: LexicalIndex, collection, embedder,
-                 english_to_short: dict[str, str], reranker=None) -> None:
+    def __init__(self, table: ClauseTable, lexical: LexicalIndex, dense: DenseIndex, embedder,
+                 english_to_short: dict[str, str], reranker=None, hook_lexical: LexicalIndex | None = None,
+                 fusion: HookFusion | None = None) -> None:
         self.table = table
         self.lexical = lexical
-        self.collection = collection
+        self.dense = dense
+        self.hook_lexical = hook_lexical
+        self.fusion = fusion or HookFusion()
         self.embedder = embedder
         self.english_to_short = english_to_short
         self.reranker = reranker
@@ -134,14 +167,20 @@ class HybridSearcher:
             ((en.lower().replace(" of the people's republic of china", "").strip(), short)
              for en, short in english_to_short.items() if short in self.known_titles),
             key=lambda p: -len(p[0]))
-        self._mask_cache: dict[Filters, np.ndarray] = {}
+        self._mask_cache: dict[tuple[str, Filters], np.ndarray] = {}
+        self._hook_keys = [_clause_key_from_id(i) for i in hook_lexical.chunk_ids] if hook_lexical else []
 
-    def _mask(self, filters: Filters) -> np.ndarray:
-        if filters not in self._mask_cache:
-            self._mask_cache[filters] = np.array(
-                [1.0 if filters.allows(self.table.by_id[cid]) else 0.0 for cid in self.lexical.chunk_ids],
-                dtype=np.float32)
-        return self._mask_cache[filters]
+    def _mask(self, filters: Filters, which: str = "lexical") -> np.ndarray:
+        if (which, filters) not in self._mask_cache:
+            if which == "hooks_lexical":
+                allowed = [filters.allows(self.table.clauses[k]) for k in self._hook_keys]
+            elif which == "hooks_dense":
+                allowed = [filters.allows(self.table.clauses[k]) for k in self.dense.hook_clauses]
+            else:
+                ids = self.lexical.chunk_ids if which == "lexical" else self.dense.chunk_ids
+                allowed = [filters.allows(self.table.by_id[cid]) for cid in ids]
+            self._mask_cache[(which, filters)] = np.array(allowed, dtype=np.float32)
+        return self._mask_cache[(which, filters)]
 
     def mentioned_documents(self, query: str) -> set[str]:
         """Short titles of the documents a question names (外商投资法, the Energy Law, the plan)."""
@@ -164,7 +203,7 @@ class HybridSearcher:
         return find_reference(query, self.known_titles, self.english_to_short)
 
     def search(self, query: str, *, k: int = 5, filters: Filters | None = None,
-               retrievers: tuple[str, ...] = ("bm25", "dense"), rerank: bool = False,
+               retrievers: tuple[str, ...] = DEFAULT_RETRIEVERS, rerank: bool = False,
                weights: dict[str, float] | None = None, extra_query: str = "") -> list[ScoredChunk]:
         """`query` is normalised; `extra_query` (a previous turn) widens recall only."""
         filters = filters or Filters()
@@ -176,19 +215,29 @@ class HybridSearcher:
             toks = tokens + [t for t in query_tokens(extra_query) if t not in tokens]
             hits = self.lexical.top(toks, CANDIDATES, self._mask(filters))
             rankings["bm25"], raw["bm25"] = self._to_clauses(hits)
+        hook_dense = "hooks" in retrievers or "hooks-dense" in retrievers
+        hook_lex = "hooks" in retrievers or "hooks-lex" in retrievers
         if "dense" in retrievers:
             # English questions also carry the Chinese terms of the glossary, which
             # pulls the multilingual embedding towards the Chinese clauses.
             terms = " ".join(translate_terms(query)) if re.search(r"[A-Za-z]{3}", query) else ""
-            vec = self.embedder.embed_query(f"{extra_query} {query} {terms}".strip())
-            # An unfiltered query post-filtered here is ~10x faster than Chroma's
-            # metadata filter; the filtered query is the fallback when too few pass.
-            hits = [(cid, s) for cid, s in store.dense_query(self.collection, vec, CANDIDATES)
-                    if cid in self.table.by_id and filters.allows(self.table.by_id[cid])]
-            if len(hits) < max(k, 10):
-                hits = store.dense_query(self.collection, vec, CANDIDATES, filters.where())
-            rankings["dense"], raw["dense"] = self._to_clauses(hits)
-        fused = rrf(rankings, weights)
+            vec = np.asarray(self.embedder.embed_query(f"{extra_query} {query} {terms}".strip()),
+                             dtype=np.float32)
+            cosines = self.dense.chunk_scores(vec)
+            top = top_indices(cosines, CANDIDATES, self._mask(filters, "dense"))
+            rankings["dense"], raw["dense"] = self._to_clauses(
+                [(self.dense.chunk_ids[i], float(cosines[i])) for i in top])
+            if hook_dense and self.dense.hook_clauses:
+                hook_scores = self.dense.hook_scores(vec) * self._mask(filters, "hooks_dense")
+                raw["hooks_dense"] = best_per_clause(self.dense.hook_clauses, hook_scores, CANDIDATES)
+                rankings["dense"] = merge_by_max(raw["dense"], raw["hooks_dense"], self.fusion.dense_offset)
+        if "bm25" in retrievers and hook_lex and self.hook_lexical is not None:
+            toks = fold_english(tokens + [t for t in query_tokens(extra_query) if t not in tokens])
+            hits = self.hook_lexical.top(toks, CANDIDATES, self._mask(filters, "hooks_lexical"))
+            raw["hooks_bm25"] = {_clause_key_from_id(i): round(s, 6) for i, s in hits}
+            rankings["bm25"] = merge_by_max(normalise_max(raw.get("bm25", {})),
+                                            normalise_max(raw["hooks_bm25"]), self.fusion.lexical_offset)
+        fused = rrf({name: ranking for name, ranking in rankings.items()}, weights)
         mentioned = self.mentioned_documents(query) | (self.mentioned_documents(extra_query) if extra_query else set())
         if mentioned:
             for key in fused:
@@ -204,7 +253,8 @@ class HybridSearcher:
         results = []
         for rank, key in enumerate(order[:k], start=1):
             clause = self.table.clauses[key]
-            scores: dict[str, float | None] = {name: raw[name].get(key) for name in ("bm25", "dense") if name in raw}
+            scores: dict[str, float | None] = {name: raw[name].get(key) for name in
+                                               ("bm25", "dense", "hooks_bm25", "hooks_dense") if name in raw}
             if "rerank" in raw:
                 scores["rerank"] = raw["rerank"].get(key)
             text = clause.text.lower()
