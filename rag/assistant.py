@@ -101,16 +101,18 @@ class Assistant:
         english_to_short = {en: short_title(zh) for zh, en in english_law_titles().items()}
         self.info, self.docs, self.table = info, docs, table
         self._corpus_text = "\n".join(d.text for d in docs)
-        self._english_words = set(lex.vocabulary()) | glossary_words()
         self._gists = self._load_gists(chunks)
         self.searcher = HybridSearcher(table, lex, dense, self._embedder, english_to_short,
                                        self._reranker, hook_lexical=hook_lex)
+        # Romanised place names of the documents (Ningbo, Daxie) are known English words.
+        self._english_words = (set(lex.vocabulary()) | glossary_words()
+                               | {w for names in self.searcher.romanised.values() for n in names for w in n.split()})
         log.info("index %s loaded: %d documents, %d chunks", info.build, len(docs), len(chunks))
 
     def _dense_from_store(self, client, info, table: ClauseTable, folder) -> DenseIndex:
         _, vectors = store.read_chunks(client, info, with_vectors=True)
         rows, hook_vectors = store.read_hook_rows(client, info)
-        rows_ok = [i for i, r in enumerate(rows) if r[0] in table.clauses]
+        rows_ok = sorted((i for i, r in enumerate(rows) if r[0] in table.clauses), key=lambda i: rows[i][0])
         ids = sorted(vectors)
         dense = DenseIndex.build(ids, [vectors[i] for i in ids], info.dim, [rows[i][0] for i in rows_ok],
                                  [rows[i][1] for i in rows_ok], [hook_vectors[i] for i in rows_ok])

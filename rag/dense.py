@@ -41,6 +41,21 @@ class DenseIndex:
         return cls(list(chunk_ids), unit_rows(chunk_vectors, dim), list(hook_clauses or []),
                    list(hook_kinds or []), unit_rows(hook_vectors or [], dim))
 
+    def __post_init__(self) -> None:
+        # Rows of one clause are contiguous (ingest writes them sorted by clause): the best
+        # hook of every clause is one reduceat over segment starts.
+        starts = [i for i, key in enumerate(self.hook_clauses) if i == 0 or key != self.hook_clauses[i - 1]]
+        self.segment_starts = np.asarray(starts, dtype=np.int64)
+        self.segment_clauses = [self.hook_clauses[i] for i in starts]
+        if len(set(self.segment_clauses)) != len(self.segment_clauses):
+            raise ValueError("hook rows must be grouped by clause")
+
+    def best_hook_per_clause(self, query: np.ndarray) -> np.ndarray:
+        """Best cosine among each clause's hooks, one value per entry of segment_clauses."""
+        if not len(self.hook_clauses):
+            return np.zeros(0, dtype=np.float32)
+        return np.maximum.reduceat(self.hooks @ query, self.segment_starts)
+
     def chunk_scores(self, query: np.ndarray) -> np.ndarray:
         return self.chunks @ query
 
@@ -68,6 +83,16 @@ class DenseIndex:
         except (OSError, ValueError, KeyError) as exc:
             log.warning("dense matrix %s is unreadable (%s); reading vectors from the store", path, exc)
             return None
+
+
+def standardise(values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """z-scores against the (masked) population of this query: one scale for signals whose
+    raw ranges differ (question↔question cosines run higher than question↔clause)."""
+    pool = values[mask > 0] if mask is not None else values
+    if pool.size < 2:
+        return np.zeros_like(values)
+    std = float(pool.std()) or 1.0
+    return (values - float(pool.mean())) / std
 
 
 def top_indices(scores: np.ndarray, n: int, mask: np.ndarray | None = None) -> np.ndarray:

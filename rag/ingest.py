@@ -279,10 +279,11 @@ def hooks_fingerprint(rows: list[hooks.HookRow]) -> str:
 
 def save_hook_lexical(match: hooks.HookMatch, folder: Path) -> None:
     keys = sorted(match.by_clause)
+    if not keys:  # no document has hooks: nothing to index
+        return
     index = lexical.build_texts([f"{d}\x00{o}" for d, o in keys],
                                 [hooks.lexical_document(match.by_clause[k]) for k in keys])
-    if keys:
-        lexical.build_and_save([], folder / "hooks", index=index)
+    lexical.build_and_save([], folder / "hooks", index=index)
 
 
 def _hook_vectors(rows: list[hooks.HookRow], client, current, embedder, settings: Settings,

@@ -11,12 +11,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .dense import DenseIndex, top_indices
-from .hooks import best_per_clause
+from .dense import DenseIndex, standardise, top_indices
 from .lexical import LexicalIndex, fold_english, query_tokens
 from .lexicon import translate_terms
 from .models import IN_FORCE, Chunk, ScoredChunk
 from .references import ClauseRef, find_reference
+from .romanize import mentioned, romanised_names
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +124,13 @@ class ClauseTable:
 
 @dataclass(frozen=True)
 class HookFusion:
-    """How hook evidence joins the clause's own: each list ranks a clause by the better of
-    its clause score and its hook score minus an offset, on one scale. A clause with no
-    hooks keeps exactly its clause score, so fusion never penalises a missing hook."""
+    """How hook evidence joins the clause's own: each list (dense, bm25) ranks a clause by the
+    better of its clause score and its best hook score, both as z-scores over this query's
+    population (one scale), minus an offset for the hook side. A clause with no hooks keeps
+    exactly its own score, so fusion never penalises a missing hook."""
 
-    dense_offset: float = 0.04  # question↔question cosines run higher than question↔clause
-    lexical_offset: float = 0.1  # on max-normalised bm25
+    dense_offset: float = 0.0  # in standard deviations of this query's scores
+    lexical_offset: float = 0.0
 
 
 def normalise_max(scores: Mapping[K, float]) -> dict[K, float]:
@@ -167,15 +168,20 @@ class HybridSearcher:
             ((en.lower().replace(" of the people's republic of china", "").strip(), short)
              for en, short in english_to_short.items() if short in self.known_titles),
             key=lambda p: -len(p[0]))
+        self.romanised = {short: names for short in self.known_titles if (names := romanised_names(short))}
         self._mask_cache: dict[tuple[str, Filters], np.ndarray] = {}
         self._hook_keys = [_clause_key_from_id(i) for i in hook_lexical.chunk_ids] if hook_lexical else []
+        self._clause_chunks: dict[tuple[str, int], list[str]] = {}
+        for c in table.chunks:
+            self._clause_chunks.setdefault(clause_key_of(c), []).append(c.chunk_id)
+        self._position_cache: dict[int, dict[str, int]] = {}
 
     def _mask(self, filters: Filters, which: str = "lexical") -> np.ndarray:
         if (which, filters) not in self._mask_cache:
             if which == "hooks_lexical":
                 allowed = [filters.allows(self.table.clauses[k]) for k in self._hook_keys]
-            elif which == "hooks_dense":
-                allowed = [filters.allows(self.table.clauses[k]) for k in self.dense.hook_clauses]
+            elif which == "hook_segments":
+                allowed = [filters.allows(self.table.clauses[k]) for k in self.dense.segment_clauses]
             else:
                 ids = self.lexical.chunk_ids if which == "lexical" else self.dense.chunk_ids
                 allowed = [filters.allows(self.table.by_id[cid]) for cid in ids]
@@ -195,6 +201,7 @@ class HybridSearcher:
             if core and core in lowered:
                 found.add(short)
                 lowered = lowered.replace(core, " ")
+        found |= {short for short, names in self.romanised.items() if mentioned(query, names)}
         if _NOTICE_WORDS.search(query) and "工作方案" in self.known_titles:
             found.add("工作方案")
         return found
@@ -224,19 +231,29 @@ class HybridSearcher:
             vec = np.asarray(self.embedder.embed_query(f"{extra_query} {query} {terms}".strip()),
                              dtype=np.float32)
             cosines = self.dense.chunk_scores(vec)
-            top = top_indices(cosines, CANDIDATES, self._mask(filters, "dense"))
+            chunk_mask = self._mask(filters, "dense")
+            top = top_indices(cosines, CANDIDATES, chunk_mask)
             rankings["dense"], raw["dense"] = self._to_clauses(
                 [(self.dense.chunk_ids[i], float(cosines[i])) for i in top])
             if hook_dense and self.dense.hook_clauses:
-                hook_scores = self.dense.hook_scores(vec) * self._mask(filters, "hooks_dense")
-                raw["hooks_dense"] = best_per_clause(self.dense.hook_clauses, hook_scores, CANDIDATES)
-                rankings["dense"] = merge_by_max(raw["dense"], raw["hooks_dense"], self.fusion.dense_offset)
+                best = self.dense.best_hook_per_clause(vec)
+                seg_mask = self._mask(filters, "hook_segments")
+                top_h = top_indices(best, CANDIDATES, seg_mask)
+                raw["hooks_dense"] = {self.dense.segment_clauses[i]: round(float(best[i]), 6) for i in top_h}
+                rankings["dense"] = self._calibrated(
+                    cosines, chunk_mask, rankings["dense"], best, seg_mask, top_h, self.fusion.dense_offset)
         if "bm25" in retrievers and hook_lex and self.hook_lexical is not None:
-            toks = fold_english(tokens + [t for t in query_tokens(extra_query) if t not in tokens])
-            hits = self.hook_lexical.top(toks, CANDIDATES, self._mask(filters, "hooks_lexical"))
-            raw["hooks_bm25"] = {_clause_key_from_id(i): round(s, 6) for i, s in hits}
-            rankings["bm25"] = merge_by_max(normalise_max(raw.get("bm25", {})),
-                                            normalise_max(raw["hooks_bm25"]), self.fusion.lexical_offset)
+            toks = tokens + [t for t in query_tokens(extra_query) if t not in tokens]
+            lex_mask = self._mask(filters)
+            own = self.lexical.scores(toks, lex_mask)
+            hook_mask = self._mask(filters, "hooks_lexical")
+            hook_bm25 = self.hook_lexical.scores(fold_english(toks), hook_mask)
+            top_h = top_indices(hook_bm25, CANDIDATES, hook_mask * (hook_bm25 > 0))
+            raw["hooks_bm25"] = {self._hook_keys[i]: round(float(hook_bm25[i]), 6) for i in top_h}
+            if top_h.size:
+                rankings["bm25"] = self._calibrated(own, lex_mask, rankings.get("bm25", []), hook_bm25, hook_mask,
+                                                    top_h, self.fusion.lexical_offset, ids=self.lexical.chunk_ids,
+                                                    hook_keys=self._hook_keys)
         fused = rrf({name: ranking for name, ranking in rankings.items()}, weights)
         mentioned = self.mentioned_documents(query) | (self.mentioned_documents(extra_query) if extra_query else set())
         if mentioned:
@@ -262,6 +279,31 @@ class HybridSearcher:
             results.append(ScoredChunk(chunk=clause, rank=rank, fused=round(fused[key], 6),
                                        scores=scores, matched_terms=matched))
         return results
+
+    def _calibrated(self, own: np.ndarray, own_mask: np.ndarray, own_ranking: list[tuple[str, int]],
+                    hook: np.ndarray, hook_mask: np.ndarray, hook_top: np.ndarray, offset: float,
+                    ids: list[str] | None = None, hook_keys: list[tuple[str, int]] | None = None) -> list[tuple[str, int]]:
+        """One list from a clause signal and its hook signal, each standardised over this
+        query's population, merged per clause by max (own z, hook z − offset)."""
+        ids = ids if ids is not None else self.dense.chunk_ids
+        hook_keys = hook_keys if hook_keys is not None else self.dense.segment_clauses
+        z_own = standardise(own, own_mask)
+        z_hook = standardise(hook, hook_mask)
+        own_best: dict[tuple[str, int], float] = {}
+        pos = self._positions(ids)
+        for key in own_ranking:
+            for cid in self._clause_chunks.get(key, []):
+                if cid in pos:
+                    own_best[key] = max(own_best.get(key, float("-inf")), float(z_own[pos[cid]]))
+        hook_best = {hook_keys[i]: float(z_hook[i]) for i in hook_top}
+        return merge_by_max(own_best, hook_best, offset)
+
+    def _positions(self, ids: list[str]) -> dict[str, int]:
+        cache = self._position_cache.get(id(ids))
+        if cache is None:
+            cache = {cid: i for i, cid in enumerate(ids)}
+            self._position_cache[id(ids)] = cache
+        return cache
 
     def _to_clauses(self, hits: list[tuple[str, float]]) -> tuple[list[tuple[str, int]], dict[tuple[str, int], float]]:
         ranked: list[tuple[str, int]] = []

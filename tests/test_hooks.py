@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 import unicodedata
 from collections import Counter
 from difflib import SequenceMatcher
@@ -238,7 +239,8 @@ def test_an_unchanged_reingest_embeds_nothing_and_a_hook_edit_rebuilds(hooked_se
     original = path.read_text(encoding="utf-8")
     try:
         first = json.loads(original.splitlines()[0])
-        first["questions_en"] = first["questions_en"] + ["Which body issued this notice to the provinces?"]
+        # A text never embedded before (the embedding cache is shared across runs).
+        first["questions_en"] = first["questions_en"] + [f"Which body issued notice {uuid.uuid4().hex}?"]
         path.write_text("\n".join([json.dumps(first, ensure_ascii=False)] + original.splitlines()[1:]) + "\n",
                         encoding="utf-8")
         summary = ingest(hooked_settings, progress=False)
