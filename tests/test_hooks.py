@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 import unicodedata
+import uuid
 from collections import Counter
 from difflib import SequenceMatcher
 from functools import lru_cache
