@@ -248,3 +248,64 @@ def test_trec_files_agree_with_ir_measures(tmp_path: Path) -> None:
     theirs = score_with_ir_measures(tmp_path / "qrels.txt", tmp_path / "run.txt")
     for name in ("hit@1", "hit@3", "hit@5", "mrr@10"):
         assert theirs[name] == pytest.approx(ours[name]), name
+
+
+# ---------------------------------------------------------------- the CLI on a real (tiny) index
+
+
+def _tiny_items(assistant: Any) -> list[dict[str, Any]]:
+    """Items made from short clauses of the tiny index (one chunk each, so label
+    matching and text matching must agree); the evidence is read from the index."""
+    rows = []
+    for doc in assistant.documents():
+        short = [c for c in assistant.clauses(doc.doc_id) if 40 <= len(c.text) <= 150
+                 and c.kind in ("article", "measure")][:3]
+        for n, c in enumerate(short):
+            mid = len(c.text) // 2
+            rows.append({"id": f"{doc.doc_id}-{n}", "question": c.text[3:33], "lang": "zh",
+                         "answerable": True, "evidence": [c.text[mid:mid + 12]],
+                         "answer_keywords": [c.text[mid:mid + 4]], "category": "c"})
+    rows.append({"id": "out", "question": "明天北京的天气怎么样？", "lang": "zh", "answerable": False,
+                 "evidence": [], "answer_keywords": [], "category": "out-of-scope"})
+    return rows
+
+
+def test_cli_answers_dump_trec_and_compare(tiny_settings, tmp_path: Path, monkeypatch, capsys) -> None:
+    from rag.assistant import Assistant
+    from rag.cli import main
+
+    monkeypatch.setenv("RAG_DATA_DIR", str(tiny_settings.data_dir))
+    monkeypatch.setenv("RAG_CORPUS_DIR", str(tiny_settings.corpus_dir))
+    rows = _tiny_items(Assistant(tiny_settings))
+    assert len(rows) >= 7
+    data = _jsonl(tmp_path / "tiny.jsonl", rows)
+    dump, trec, out1, out2 = (tmp_path / n for n in ("ours.jsonl", "trec", "r1", "r2"))
+    assert main(["eval", "--dataset", str(data), "--config", "bm25", "--config", "hybrid",
+                 "--out", str(out1), "--dump-answers", str(dump), "--trec", str(trec)]) == 0
+    r1 = json.loads((out1 / "report.json").read_text(encoding="utf-8"))
+    hybrid = r1["configs"]["hybrid"]
+    assert hybrid["overall"]["n"] == len(rows) and set(hybrid["by_doc_kind"]) >= {"notice", "law", "none"}
+    assert "hit@1" in r1["significance"]["configs"]["bm25"]["metrics"]
+    assert "## By document type" in (out1 / "report.md").read_text(encoding="utf-8")
+
+    # TREC files: ir-measures reads them and agrees with the report.
+    assert sorted(p.name for p in trec.iterdir()) == ["qrels.txt", "run-bm25.txt", "run-hybrid.txt"]
+    for name in ("bm25", "hybrid"):
+        theirs = score_with_ir_measures(trec / "qrels.txt", trec / f"run-{name}.txt")
+        for metric in ("hit@1", "hit@5", "mrr@10"):
+            assert theirs[metric] == pytest.approx(r1["configs"][name]["overall"][metric]), (name, metric)
+
+    # Our dumped answers, re-scored as another system's, give hybrid's numbers.
+    assert len(dump.read_text(encoding="utf-8").splitlines()) == len(rows)
+    assert main(["eval", "--dataset", str(data), "--config", "bm25", "--answers", str(dump),
+                 "--out", str(out2)]) == 0
+    r2 = json.loads((out2 / "report.json").read_text(encoding="utf-8"))
+    rescored = r2["configs"]["answers:ours"]["overall"]
+    for metric in METRICS:
+        assert rescored[metric] == hybrid["overall"][metric], metric
+    capsys.readouterr()
+    assert main(["eval", "compare", str(out1), str(out2 / "report.json"), "--a", "hybrid",
+                 "--b", "answers:ours"]) == 0
+    text = capsys.readouterr().out
+    assert "Passed in A, failed in B: 0" in text and "| hit@1 |" in text
+    assert main(["eval", "compare", str(out1)]) == 2  # one report: a clear error
