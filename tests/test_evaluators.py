@@ -221,14 +221,18 @@ def test_compare_lists_deltas_and_flips(tmp_path: Path) -> None:
     text = render_comparison(c)
     assert "## Passed in A, failed in B: 1" in text and "| hit@1 | 0.250 | 0.500 | +0.250 |" in text
 
-    from ui.tabs import compare_with_latest
+    from ui.tabs import compare_with_latest, saved_reports
 
-    (tmp_path / "saved").mkdir()
-    (tmp_path / "saved" / "report.json").write_text(json.dumps(a), encoding="utf-8")
-    _jsonl(tmp_path / "b.json", [b])
-    assert "Failed in A, passed in B: 1" in compare_with_latest(str(tmp_path / "b.json"), tmp_path / "saved")
-    (tmp_path / "junk.json").write_text("[]", encoding="utf-8")
-    assert "is not a benchmark report" in compare_with_latest(str(tmp_path / "junk.json"), tmp_path / "saved")
+    saved = tmp_path / "reports"
+    (saved / "new").mkdir(parents=True)
+    (saved / "junk").mkdir()
+    (saved / "report.json").write_text(json.dumps(a), encoding="utf-8")
+    (saved / "new" / "report.json").write_text(json.dumps(b), encoding="utf-8")
+    (saved / "junk" / "report.json").write_text("[]", encoding="utf-8")
+    assert saved_reports(saved) == ["junk/report.json", "new/report.json"]
+    assert "Failed in A, passed in B: 1" in compare_with_latest("new/report.json", saved)
+    assert "is not a benchmark report" in compare_with_latest("junk/report.json", saved)
+    assert "Unknown report" in compare_with_latest("../../etc/passwd", saved)
 
 
 # ---------------------------------------------------------------- TREC
