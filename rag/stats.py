@@ -127,7 +127,7 @@ def paired_comparison(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]]) 
 
     Only items present in both runs (by id) are compared.
     """
-    from scipy.stats import bootstrap, permutation_test
+    from scipy.stats import bootstrap
 
     ra, rb = _paired(a, b)
     n = len(ra)
@@ -146,7 +146,7 @@ def paired_comparison(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]]) 
         boot = bootstrap((np.arange(n),), delta, vectorized=True,
                          n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=CONFIDENCE,
                          method="percentile", random_state=np.random.default_rng(SEED))
-    stacked_num, stacked_den = np.concatenate([na, nb], axis=1), np.concatenate([da, db], axis=1)
+    p_values = _permutation_p(np.concatenate([na, nb], axis=1), np.concatenate([da, db], axis=1), n)
     tail = (1 - CONFIDENCE) / 2 * 100
     for i, m in enumerate(METRICS):
         d = vb[i] - va[i]
@@ -158,27 +158,31 @@ def paired_comparison(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]]) 
             if dist.size:
                 lo, hi = np.percentile(dist, [tail, 100 - tail])
                 entry["ci"] = [_finite(lo), _finite(hi)]
-            entry["p"] = _permutation_p(stacked_num[i], stacked_den[i], n, permutation_test)
+            entry["p"] = _finite(p_values[i])
         result["metrics"][m] = entry
     return result
 
 
-def _permutation_p(num: np.ndarray, den: np.ndarray, n: int, permutation_test: Any) -> float | None:
+def _permutation_p(num: np.ndarray, den: np.ndarray, n: int) -> np.ndarray:
+    """Two-sided p per metric; columns 0..n-1 are system A's items, n..2n-1 B's, paired."""
+    from scipy.stats import permutation_test
+
     def statistic(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-        d = _ratio(num[y], den[y]) - _ratio(num[x], den[x])
+        d = _ratio(num[:, y], den[:, y]) - _ratio(num[:, x], den[:, x])
         # A swap that leaves one side without a denominator counts as extreme:
         # the test errs towards "not significant".
-        return np.where(np.isfinite(d), d, np.inf)
+        return np.moveaxis(np.where(np.isfinite(d), d, np.inf), 0, -1)  # metrics last
 
-    if np.all(num[:n] * den[n:] == num[n:] * den[:n]) and np.all(den[:n] == den[n:]):
-        return 1.0  # identical per item: every swap gives the same statistic
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = permutation_test((np.arange(n), np.arange(n, 2 * n)), statistic,
                                permutation_type="samples", vectorized=True,
                                n_resamples=PERMUTATION_RESAMPLES, alternative="two-sided",
                                random_state=np.random.default_rng(SEED))
-    return _finite(min(1.0, float(res.pvalue)))
+    p = np.minimum(1.0, np.asarray(res.pvalue, dtype=float))
+    # Identical per item: every swap gives the same statistic, the difference is nil.
+    same = np.all(num[:, :n] == num[:, n:], axis=1) & np.all(den[:, :n] == den[:, n:], axis=1)
+    return np.where(same, 1.0, p)
 
 
 def scopes(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
