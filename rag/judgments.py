@@ -8,7 +8,7 @@ data once built; `from_assistant` is the only place that touches the index.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +19,7 @@ from .normalize import fold_for_match, normalize_query
 # The four kinds an evaluator reads results by (issue 11).
 DOC_KINDS = ("notice", "law", "regulation", "user-added")
 NO_EVIDENCE = "none"  # unanswerable items, and evidence no clause holds
+MAX_LABEL_CHARS = 60  # longer citations are clause text, never looked up as labels
 _KIND_BY_TYPE = {"政策文件": "notice", "法律": "law", "行政法规": "regulation"}
 
 _fold = lru_cache(maxsize=50_000)(fold_for_match)
@@ -57,12 +58,19 @@ def _label_key(label: str) -> str:
 @dataclass
 class EvalIndex:
     clauses: list[IndexedClause]
+    # The assistant's own label lookup (full titles, "Article 21 of the Foreign Investment
+    # Law"): returns the clauses a label names; optional so tests can use plain data.
+    finder: Callable[[str], list[Any]] | None = None
     _by_label: dict[str, IndexedClause] = field(default_factory=dict, repr=False)
+    _by_bare: dict[str, IndexedClause] = field(default_factory=dict, repr=False)
     _folded: list[str] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         for c in self.clauses:
-            self._by_label.setdefault(_label_key(c.label), c)
+            key = _label_key(c.label)
+            self._by_label.setdefault(key, c)
+            # 外商投资法第二十一条: the label without its title marks.
+            self._by_bare.setdefault(key.replace("《", "").replace("》", ""), c)
         self._folded = [_fold(c.text) for c in self.clauses]
 
     @classmethod
@@ -74,7 +82,7 @@ class EvalIndex:
             IndexedClause(c.label, c.text, doc_kind(c.doc_type, sources.get(c.doc_id, ""), corpus_dir))
             for d in assistant.documents() for c in assistant.clauses(d.doc_id)
         ]
-        return cls(clauses)
+        return cls(clauses, finder=getattr(assistant, "find", None))
 
     def resolve_label(self, label: str) -> IndexedClause | None:
         """The clause a label names (《外商投资法》第二十一条), None when it names none."""
@@ -82,11 +90,14 @@ class EvalIndex:
         if key in self._by_label:
             return self._by_label[key]
         # 外商投资法第二十一条 without the title marks: try the bracketed form.
-        for c in self.clauses:
-            bare = _label_key(c.label).replace("《", "").replace("》", "")
-            if bare == key:
-                self._by_label[key] = c
-                return c
+        if key in self._by_bare:
+            return self._by_bare[key]
+        # Clause text is not a label, even when it mentions one (依照《外商投资法》第二十一条…).
+        if self.finder is not None and len(key) <= MAX_LABEL_CHARS and "。" not in key:
+            found = self.finder(label)
+            # A doc_id finds every clause of the document: that is not a citation of one.
+            if len(found) == 1 and _label_key(found[0].label) in self._by_label:
+                return self._by_label[_label_key(found[0].label)]
         return None
 
     def label_of_text(self, text: str) -> str | None:

@@ -280,8 +280,17 @@ def test_cli_answers_dump_trec_and_compare(tiny_settings, tmp_path: Path, monkey
 
     monkeypatch.setenv("RAG_DATA_DIR", str(tiny_settings.data_dir))
     monkeypatch.setenv("RAG_CORPUS_DIR", str(tiny_settings.corpus_dir))
-    rows = _tiny_items(Assistant(tiny_settings))
+    assistant = Assistant(tiny_settings)
+    rows = _tiny_items(assistant)
     assert len(rows) >= 7
+    # Citations by label resolve however the label is written (the assistant's own lookup).
+    index = EvalIndex.from_assistant(assistant)
+    for written in ("《外商投资法》第二十一条", "外商投资法第二十一条", "中华人民共和国外商投资法第二十一条",
+                    "Article 21 of the Foreign Investment Law"):
+        clause = index.resolve_label(written)
+        assert clause is not None and clause.label == "《外商投资法》第二十一条", written
+    assert index.resolve_label("依照《外商投资法》第二十一条的规定。") is None  # text, not a label
+    assert {c.kind for c in index.clauses} == {"notice", "law"}
     data = _jsonl(tmp_path / "tiny.jsonl", rows)
     dump, trec, out1, out2 = (tmp_path / n for n in ("ours.jsonl", "trec", "r1", "r2"))
     assert main(["eval", "--dataset", str(data), "--config", "bm25", "--config", "hybrid",
