@@ -314,7 +314,8 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def write_chart(report: dict[str, Any], path: Path) -> None:
-    """Grouped bars: hit@1, hit@5, abstention F1 per configuration, overall and per language."""
+    """Grouped bars: hit@1, hit@5, abstention F1 per configuration, overall and per language,
+    with 95 % interval whiskers."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless: the CLI and the UI server have no display
@@ -335,7 +336,16 @@ def write_chart(report: dict[str, Any], path: Path) -> None:
                 m = d["overall"] if scope == "overall" else d["by_lang"].get(scope, {})
                 values.append(m.get(key))
             heights = [0.0 if v is None else v for v in values]
-            bars = ax.bar(x + (j - (len(scopes) - 1) / 2) * width, heights, width, label=scope)
+            # 95 % intervals as error bars, when the report has them.
+            errs = np.zeros((2, len(configs)))
+            for i, name in enumerate(configs):
+                ci = report["configs"][name].get("ci", {})
+                ci = ci.get("overall", {}) if scope == "overall" else ci.get("by_lang", {}).get(scope, {})
+                lo, hi = ci.get(key) or (None, None)
+                if lo is not None and hi is not None and values[i] is not None:
+                    errs[:, i] = (max(0.0, values[i] - lo), max(0.0, hi - values[i]))
+            bars = ax.bar(x + (j - (len(scopes) - 1) / 2) * width, heights, width, label=scope,
+                          yerr=errs if errs.any() else None, capsize=2, error_kw={"lw": 0.8})
             for bar, v in zip(bars, values, strict=True):
                 if v is None:  # undefined, not zero: say so on the chart
                     ax.text(bar.get_x() + bar.get_width() / 2, 0.02, "n/a", ha="center",
