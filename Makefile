@@ -44,7 +44,8 @@ lint: install-dev
 # adds them (it starts from this index's embedding cache).
 SHARED_REGS ?= ../shared/regulations
 eval: ingest
-	$(BIN)/rag eval --dataset eval/test.jsonl --out eval/reports
+	$(BIN)/rag eval --dataset eval/test.jsonl --out eval/reports \
+	  --dump-answers eval/reports/answers-hybrid.jsonl --trec eval/reports/trec
 	$(BIN)/rag eval --dataset eval/dev.jsonl --out eval/reports/dev
 	@if [ -d "$(SHARED_REGS)" ]; then \
 	  mkdir -p .rag-regs && cp -n .rag/embeddings.sqlite .rag-regs/ 2>/dev/null; \

@@ -195,16 +195,57 @@ def cmd_chat(args: argparse.Namespace) -> int:
                     {"role": "assistant", "content": last.answer if last else ""}]
 
 
+def cmd_eval_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_reports, load_report, render_comparison
+
+    if len(args.action) != 3:
+        raise RagError("rag eval compare needs two reports",
+                       hint="rag eval compare A/report.json B/report.json [--a CONFIG --b CONFIG]")
+    _, path_a, path_b = args.action
+    result = compare_reports(load_report(path_a), load_report(path_b), config_a=args.a,
+                             config_b=args.b, path_a=path_a, path_b=path_b)
+    if args.json:
+        _out(result)
+    else:
+        print(render_comparison(result), end="")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .assistant import load_assistant
     from .evaluate import run_benchmark
     from .report import check_thresholds, format_table, write_reports
     from .settings import REPO_ROOT
 
+    if args.action:
+        if args.action[0] != "compare":
+            raise RagError(f"unknown eval action {args.action[0]!r}",
+                           hint="rag eval [options], or rag eval compare A/report.json B/report.json")
+        return cmd_eval_compare(args)
     s = _settings(args)
     datasets = args.dataset or [str(REPO_ROOT / "eval" / "dev.jsonl")]
-    report = run_benchmark(load_assistant(s), datasets, configs=args.config or None, k=args.k or 5,
-                           data_dir=s.data_dir)
+    assistant = load_assistant(s)
+    dumped: dict[str, list] = {}
+    report = run_benchmark(assistant, datasets, configs=args.config or None, k=args.k or 5,
+                           data_dir=s.data_dir, answers=args.answers or (),
+                           on_output=(lambda name, item, out: dumped.setdefault(name, []).append(
+                               (item.id, out))) if args.dump_answers else None)
+    if args.dump_answers or args.trec:
+        from .judgments import EvalIndex
+
+        index = EvalIndex.from_assistant(assistant)
+    if args.dump_answers:
+        from .external import answer_line, write_answers
+
+        name = report["default_config"] if report["default_config"] in dumped else next(iter(dumped))
+        path = write_answers([answer_line(i, out, index) for i, out in dumped[name]], args.dump_answers)
+        print(f"wrote {name} answers to {path}", file=sys.stderr)
+    if args.trec:
+        from .evaluate import load_dataset
+        from .trec import write_trec
+
+        trec_paths = write_trec(report, load_dataset(datasets), index, args.trec)
+        print("wrote " + ", ".join(str(p) for p in trec_paths), file=sys.stderr)
     if args.out:
         paths = write_reports(report, Path(args.out))
         print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
@@ -286,6 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="write report.md, report.json and chart.png here")
     e.add_argument("--json", action="store_true")
     e.add_argument("--min", action="append", metavar="METRIC=VALUE", help="fail when hybrid is below")
+    e.add_argument("action", nargs="*", metavar="compare A B",
+                   help="compare two report.json files: deltas with intervals, flipped items")
+    e.add_argument("--a", help="compare: configuration of report A (default: its default)")
+    e.add_argument("--b", help="compare: configuration of report B (default: its default)")
+    e.add_argument("--answers", action="append", metavar="FILE.jsonl",
+                   help="score another system's answers beside the configurations (repeatable)")
+    e.add_argument("--dump-answers", metavar="FILE.jsonl",
+                   help="write the default configuration's answers in the --answers format")
+    e.add_argument("--trec", metavar="DIR", help="write qrels.txt and run-<config>.txt (TREC)")
     e.set_defaults(func=cmd_eval)
 
     sv = sub.add_parser("serve", help="start the web assistant")

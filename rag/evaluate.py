@@ -22,8 +22,10 @@ from typing import Any
 
 from tqdm import tqdm
 
+from . import external
 from .baseline import ConfigOutput, NaiveBaseline
 from .errors import ConfigError, DatasetError, RagError
+from .judgments import EvalIndex, kinds_in
 from .normalize import fold_for_match
 
 log = logging.getLogger(__name__)
@@ -266,7 +268,7 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     p, rc, f1 = abstention_scores(
         [not r["answerable"] for r in records], [bool(r["abstained"]) for r in records]
     )
-    latencies = [r["latency_ms"] for r in records]
+    latencies = [r["latency_ms"] for r in records if r["latency_ms"] is not None]
     p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
     return {
         "hit@1": hit_at(ranks, 1),
@@ -304,6 +306,11 @@ def summarize_config(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "by_category": {
             c: summarize([r for r in records if r["category"] == c]) for c in categories
         },
+        # notice / law / regulation / user-added: the document the evidence is in.
+        "by_doc_kind": {
+            kind: summarize([r for r in records if r.get("doc_kind") == kind])
+            for kind in kinds_in(records)
+        } if any("doc_kind" in r for r in records) else {},
         "items": list(records),
     }
 
@@ -388,10 +395,21 @@ def run_benchmark(
     k: int = 5,
     data_dir: Path,
     progress: Callable[[float, str], None] | None = None,
+    answers: Sequence[str | Path] = (),
+    on_output: Callable[[str, EvalItem, ConfigOutput], None] | None = None,
 ) -> dict[str, Any]:
-    """Run every configuration over the datasets; return the full JSON report."""
+    """Run every configuration over the datasets; return the full JSON report.
+
+    `answers`: answers files of other systems (rag.external), scored beside the
+    configurations. `on_output` sees every configuration's raw output (for
+    --dump-answers).
+    """
     files = _dataset_files(dataset_paths)
     items = load_dataset(files)
+    # Read other systems' answers first: a malformed file fails before the long run.
+    other = {external.system_name(p): external.load_answers(p) for p in answers}
+    for p, loaded in zip(answers, other.values(), strict=True):
+        external.check_coverage([it.id for it in items], loaded, Path(p))
     available = available_configs(assistant)
     wanted = list(configs) if configs else available
     for name in wanted:
@@ -410,6 +428,8 @@ def run_benchmark(
         log.warning("unlocatable: no chunk holds the evidence of %s; excluded from metrics", item_id)
     skip = set(unlocatable)
     scored = [it for it in items if it.id not in skip]
+    index = EvalIndex.from_assistant(assistant)
+    kinds = {it.id: index.item_kind(it.evidence) for it in scored}
 
     total = max(1, len(wanted) * len(scored))
     done = 0
@@ -428,7 +448,10 @@ def run_benchmark(
                 _timed(adapter, scored[0], k)
             records = []
             for i, item in enumerate(scored, start=1):
-                records.append(score_item(item, _timed(adapter, item, k), top=k))
+                out = _timed(adapter, item, k)
+                if on_output:
+                    on_output(name, item, out)
+                records.append(score_item(item, out, top=k) | {"doc_kind": kinds[item.id]})
                 done += 1
                 bar.set_postfix_str(name)
                 bar.update(1)
@@ -437,7 +460,11 @@ def run_benchmark(
             results[name] = summarize_config(records)
             log.info("%s: hit@1=%s hit@5=%s", name, results[name]["overall"]["hit@1"],
                      results[name]["overall"]["hit@5"])
-    return {
+    for system, loaded in other.items():
+        results[system] = summarize_config(
+            [score_item(it, external.to_output(loaded.get(it.id), index), top=k)
+             | {"doc_kind": kinds[it.id], "latency_ms": None} for it in scored])
+    report = {
         "configs": results,
         "unlocatable": unlocatable,
         "datasets": [
@@ -448,6 +475,9 @@ def run_benchmark(
         "corpus": {"documents": len(summaries), "chunks": len(chunk_texts)},
         "default_config": DEFAULT_CONFIG if DEFAULT_CONFIG in results else next(iter(results), ""),
     }
+    from .stats import add_uncertainty  # scipy loads only when a benchmark runs
+
+    return add_uncertainty(report)
 
 
 def latest_report_dir() -> Path:

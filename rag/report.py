@@ -145,11 +145,37 @@ def format_table(report: dict[str, Any]) -> str:
                          for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
 
     out = [line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
+    out += _terminal_uncertainty(report)
     unloc = report.get("unlocatable") or []
     if unloc:
         out.append(f"{len(unloc)} unlocatable item(s) excluded: {', '.join(unloc[:10])}"
                    + (" …" if len(unloc) > 10 else ""))
     return "\n".join(out)
+
+
+TERMINAL_CI = ("hit@1", "hit@5", "mrr@10", "citation_precision", "abstention_f1")
+
+
+def _terminal_uncertainty(report: dict[str, Any]) -> list[str]:
+    from .stats import ALPHA, fmt_ci, fmt_p
+
+    out = []
+    for name, d in report["configs"].items():
+        ci = d.get("ci", {}).get("overall")
+        if ci:
+            out.append(f"95% CI {name}: " + "  ".join(
+                f"{_HEADERS[k]} {fmt_ci(ci.get(k)) or 'n/a'}" for k in TERMINAL_CI))
+    sig = report.get("significance", {})
+    for name, cmp in sig.get("configs", {}).items():
+        parts = []
+        for k in TERMINAL_CI:
+            e = cmp.get("metrics", {}).get(k)
+            if e and e["delta"] is not None:
+                star = "*" if e["p"] is not None and e["p"] < ALPHA else ""
+                parts.append(f"{_HEADERS[k]} {e['delta']:+.3f} (p {fmt_p(e['p'])}){star}")
+        if parts:
+            out.append(f"{name} vs {sig['baseline']}: " + "  ".join(parts))
+    return out
 
 
 def _md_cell(text: Any) -> str:
@@ -160,6 +186,48 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
     return out + [""]
+
+
+def _fmt_ci(value: Any, key: str, data: dict[str, Any], scope: str, group: str) -> str:
+    """A value with its 95 % interval when the report has one ("0.690 [0.610, 0.770]")."""
+    from .stats import fmt_ci
+
+    text = _fmt(value, key)
+    ci = data.get("ci", {}).get(scope, {}).get(group, {}).get(key)
+    return f"{text} {fmt_ci(ci)}".rstrip()
+
+
+def _md_uncertainty(report: dict[str, Any]) -> list[str]:
+    """Headline intervals per configuration, and each compared with the default."""
+    from .stats import ALPHA, METRICS, fmt_ci, fmt_p
+
+    configs = report["configs"]
+    if not any("ci" in d for d in configs.values()):
+        return []  # a report written before intervals existed
+    method = report.get("stats_method", {})
+    out = ["## 95 % intervals", "", f"Method: {method.get('interval', 'bootstrap')}.", ""]
+    out += _md_table(["config"] + [_HEADERS[k] for k in METRICS],
+                     [[name] + [fmt_ci(d.get("ci", {}).get("overall", {}).get(k)) or "n/a"
+                                for k in METRICS] for name, d in configs.items()])
+    sig = report.get("significance", {})
+    base, rows = sig.get("baseline", ""), []
+    for name, cmp in sig.get("configs", {}).items():
+        cells = [name, str(cmp.get("n", ""))]
+        for k in METRICS:
+            e = cmp.get("metrics", {}).get(k)
+            if not e or e["delta"] is None:
+                cells.append("n/a")
+                continue
+            star = "*" if e["p"] is not None and e["p"] < ALPHA else ""
+            cells.append(f"{e['delta']:+.3f} (p {fmt_p(e['p'])}){star}")
+        rows.append(cells)
+    if rows:
+        out += [f"## Compared with `{base}`", "",
+                f"Delta = configuration − `{base}` over the same items; p from a "
+                f"{method.get('test', 'paired test')}; * p < {ALPHA} (not corrected for "
+                "the number of comparisons).", ""]
+        out += _md_table(["config", "n"] + [_HEADERS[k] for k in METRICS], rows)
+    return out
 
 
 def failure_reason(item: dict[str, Any]) -> str | None:
@@ -198,10 +266,20 @@ def render_markdown(report: dict[str, Any]) -> str:
     out += _md_table(["config"] + [h for _, h in COLUMNS],
                      [[name] + [_fmt(d["overall"].get(k), k) for k, _ in COLUMNS]
                       for name, d in configs.items()])
+    out += _md_uncertainty(report)
     out += ["## By language", ""]
     out += _md_table(["config", "lang"] + [_HEADERS[k] for k in LANG_COLUMNS],
-                     [[name, lang] + [_fmt(m.get(k), k) for k in LANG_COLUMNS]
+                     [[name, lang] + [_fmt_ci(m.get(k), k, d, "by_lang", lang) for k in LANG_COLUMNS]
                       for name, d in configs.items() for lang, m in d["by_lang"].items()])
+    if any(d.get("by_doc_kind") for d in configs.values()):
+        out += ["## By document type", "",
+                "The document holding the item's evidence (notice, law, regulation bundled in "
+                "corpus/, or user-added); `none`: unanswerable items.", ""]
+        out += _md_table(["config", "type"] + [_HEADERS[k] for k in LANG_COLUMNS],
+                         [[name, kind] + [_fmt_ci(m.get(k), k, d, "by_doc_kind", kind)
+                                          for k in LANG_COLUMNS]
+                          for name, d in configs.items()
+                          for kind, m in d.get("by_doc_kind", {}).items()])
     if default in configs:
         out += [f"## By category (`{default}`)", ""]
         out += _md_table(["category"] + [h for _, h in COLUMNS],
@@ -236,7 +314,8 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def write_chart(report: dict[str, Any], path: Path) -> None:
-    """Grouped bars: hit@1, hit@5, abstention F1 per configuration, overall and per language."""
+    """Grouped bars: hit@1, hit@5, abstention F1 per configuration, overall and per language,
+    with 95 % interval whiskers."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless: the CLI and the UI server have no display
@@ -257,7 +336,16 @@ def write_chart(report: dict[str, Any], path: Path) -> None:
                 m = d["overall"] if scope == "overall" else d["by_lang"].get(scope, {})
                 values.append(m.get(key))
             heights = [0.0 if v is None else v for v in values]
-            bars = ax.bar(x + (j - (len(scopes) - 1) / 2) * width, heights, width, label=scope)
+            # 95 % intervals as error bars, when the report has them.
+            errs = np.zeros((2, len(configs)))
+            for i, name in enumerate(configs):
+                ci = report["configs"][name].get("ci", {})
+                ci = ci.get("overall", {}) if scope == "overall" else ci.get("by_lang", {}).get(scope, {})
+                lo, hi = ci.get(key) or (None, None)
+                if lo is not None and hi is not None and values[i] is not None:
+                    errs[:, i] = (max(0.0, values[i] - lo), max(0.0, hi - values[i]))
+            bars = ax.bar(x + (j - (len(scopes) - 1) / 2) * width, heights, width, label=scope,
+                          yerr=errs if errs.any() else None, capsize=2, error_kw={"lw": 0.8})
             for bar, v in zip(bars, values, strict=True):
                 if v is None:  # undefined, not zero: say so on the chart
                     ax.text(bar.get_x() + bar.get_width() / 2, 0.02, "n/a", ha="center",

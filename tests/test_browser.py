@@ -229,6 +229,14 @@ def test_benchmark_tab_renders(server: LiveServer, page: Any) -> None:
     page.get_by_role("tab", name="基准 Benchmark").click()
     page.wait_for_selector("#bench-report", timeout=30_000)
     shot(page, "benchmark.png")
+    # A second saved report to compare with (the dev split's, when it is there).
+    if (Path(__file__).parent.parent / "eval" / "reports" / "dev" / "report.json").exists():
+        page.get_by_text("Compare with another report").click()
+        page.locator("#bench-compare-pick input").click()
+        page.get_by_role("option", name="dev/report.json").click()
+        page.wait_for_selector("#bench-compare:has-text('Passed in A, failed in B')", timeout=30_000)
+        assert "95 % CI" in page.locator("#bench-compare").inner_text()
+        shot(page, "benchmark-compare.png")
 
 
 def test_narrow_window(server: LiveServer, browser: Any) -> None:

@@ -40,6 +40,8 @@ LABELS: dict[str, tuple[str, str]] = {
     "find_ph": ("如：《工作方案》（十三） 或 外商投资法第二十一条", "e.g. 《工作方案》（十三） or 外商投资法第二十一条"),
     "find_btn": ("查找", "Find"),
     "refresh": ("刷新报告", "Reload report"),
+    "compare_report": ("与另一份报告对比（eval/reports/ 下的 report.json）",
+                       "Compare with another report (a report.json under eval/reports/)"),
     "run_bench": ("运行开发集基准（naive vs hybrid）", "Run the dev benchmark (naive vs hybrid)"),
     "upload": ("上传文件（.txt .md .docx .pdf .html，每个不超过 10 MB）",
                "Upload files (.txt .md .docx .pdf .html, up to 10 MB each)"),
