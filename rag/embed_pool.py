@@ -1,8 +1,9 @@
 """Embedding many texts: in worker processes (one e5 thread each) when it pays, else in-process.
 
 Order is preserved; `on_batch` receives (text, vector) pairs as they arrive, so a cache
-keeps what was done when the run is interrupted. Ctrl-C terminates the workers (they
-ignore SIGINT themselves, so only the parent decides) and re-raises.
+keeps what was done when the run is interrupted. Ctrl-C cancels the queued batches (the
+workers ignore SIGINT: only the parent decides), lets the workers finish the batch in hand
+and exit, and re-raises.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 from tqdm import tqdm
@@ -71,15 +73,17 @@ def embed_texts(texts: Sequence[str], embedder_name: str, workers: int = 0,
                 take(start, embedder.embed_documents(part))
         else:
             # spawn: a fork would copy the parent's threads (OpenMP, Chroma) in unknown states.
-            pool = multiprocessing.get_context("spawn").Pool(
-                workers, initializer=_init_worker, initargs=(embedder_name,))
+            # An executor, not a Pool: a worker that fails to start or dies raises here
+            # (BrokenProcessPool) instead of being replaced forever.
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init_worker, initargs=(embedder_name,))
             try:
-                for start, vecs in pool.imap_unordered(_embed_job, jobs):
-                    take(start, vecs)
-                pool.close()
+                for future in as_completed([pool.submit(_embed_job, job) for job in jobs]):
+                    take(*future.result())
             except BaseException:
-                pool.terminate()
+                # Ctrl-C: the workers ignore SIGINT, finish the job in hand (one small
+                # batch) and exit; nothing queued is started.
+                pool.shutdown(wait=False, cancel_futures=True)
                 raise
-            finally:
-                pool.join()
+            pool.shutdown()
     return [v for v in out if v is not None]

@@ -98,3 +98,25 @@ def test_ctrl_c_stops_the_workers():
     while any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children):
         assert time.monotonic() < deadline, "a worker outlived Ctrl-C"
         time.sleep(0.2)
+
+
+def test_a_worker_that_cannot_start_is_an_error_not_a_hang():
+    from concurrent.futures.process import BrokenProcessPool
+
+    # "hash:x" passes the parent's check but the worker's get_embedder rejects it.
+    with pytest.raises(BrokenProcessPool):
+        embed_texts([f"text {i}" for i in range(40)], "hash:x", workers=2, progress=False)
+
+
+def test_query_vectors_are_remembered_and_bounded(monkeypatch):
+    import rag.embed as embed
+
+    monkeypatch.setattr(embed, "QUERY_CACHE_SIZE", 2)
+    e5 = embed.E5SmallEmbeddings()
+    first = e5.embed_query("经开区")
+    first[0] = 99.0  # a caller changing its list must not change the remembered vector
+    assert e5.embed_query("经开区")[0] != 99.0
+    e5.embed_query("外商投资法")
+    e5.embed_query("经开区")  # most recent again
+    e5.embed_query("标准地")
+    assert list(e5._queries) == ["经开区", "标准地"]
