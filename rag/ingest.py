@@ -280,6 +280,8 @@ def export_bundled_vectors(settings: Settings, progress: bool = True) -> shipped
     groups: dict[str, list[str]] = {}
     for c in chunks:
         groups.setdefault(c.doc_id, []).append(embedding_text(c))
+    # Other bundled texts (e.g. per-clause question hooks) join `groups` here: the export
+    # prunes every file of a group it was not given.
     all_texts = [t for texts in groups.values() for t in texts]
     by_text, _ = vectors_for_texts(all_texts, settings, progress)
     return shipped.export(groups, settings.embedder, settings.vectors_dir, by_text, prune=True)
