@@ -278,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     except RagError as exc:
         print(f"error: {exc.message}" + (f" — {exc.hint}" if exc.hint else ""), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Builds switch in one step and vectors are cached as they arrive: nothing is lost.
+        print("interrupted: the index in use is unchanged; vectors computed so far are cached",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
