@@ -115,3 +115,8 @@ def test_shipped_vectors_equal_a_fresh_embedding(bundled_texts):
         a, b = np.asarray(found[text]), np.asarray(vec)
         cosine = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
         assert cosine >= 0.995, f"shipped vector of {text[:40]!r} differs (cosine {cosine:.4f})"
+
+
+def test_shipped_vectors_stay_within_the_repository_budget():
+    total = sum(p.stat().st_size for p in Settings().vectors_dir.rglob("*") if p.is_file())
+    assert total <= 25_000_000, f"corpus/vectors is {total / 1e6:.1f} MB, over the 25 MB budget"
