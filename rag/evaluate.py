@@ -112,9 +112,12 @@ def _parse_item(obj: Any, file: Path, line: int) -> EvalItem:
         raise fail("an answerable item needs at least one evidence snippet")
     if not obj["answerable"] and evidence:
         raise fail("an unanswerable item must have empty 'evidence'")
-    source = obj.get("source") or ""
-    if not isinstance(source, str):
-        raise fail("'source' must be a string")
+    # `source` is for humans and any JSON value; reports show a non-string as compact JSON.
+    source = obj.get("source")
+    if source is None:
+        source = ""
+    elif not isinstance(source, str):
+        source = json.dumps(source, ensure_ascii=False, separators=(",", ":"))
     history = obj.get("history") or []
     if not isinstance(history, list) or not all(
         isinstance(t, dict) and t.get("role") in ROLES and isinstance(t.get("content"), str)
@@ -134,7 +137,7 @@ def load_dataset(paths: str | Path | Iterable[str | Path]) -> list[EvalItem]:
 
     Each non-blank line: id, question, lang ("zh"|"en"), answerable (bool),
     evidence (verbatim snippets; empty when not answerable), answer_keywords,
-    category, optional source and history. Ids must be unique across files.
+    category, optional source (any JSON value) and history. Ids must be unique across files.
     """
     items: list[EvalItem] = []
     seen: dict[str, str] = {}

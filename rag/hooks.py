@@ -17,8 +17,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from .models import Chunk
 
 log = logging.getLogger(__name__)
@@ -164,46 +162,5 @@ def hook_rows(match: HookMatch) -> list[HookRow]:
     return rows
 
 
-def embed_rows(rows: list[HookRow], embedder) -> list[list[float]]:
-    """Vectors for rows in order: gists as passages, questions as queries."""
-    out: list[list[float] | None] = [None] * len(rows)
-    gists = [i for i, r in enumerate(rows) if r.kind == "gist"]
-    for i, vec in zip(gists, embedder.embed_documents([rows[i].text for i in gists]), strict=True):
-        out[i] = vec
-    for i, r in enumerate(rows):
-        if r.kind != "gist":
-            out[i] = embedder.embed_query(r.text)
-    return [v for v in out if v is not None]
-
-
-def english_stems(text: str) -> list[str]:
-    from .lexicon import stem_words
-
-    return stem_words(text).split()
-
-
 def lexical_document(entry: HookEntry) -> str:
     return "\n".join(text for _, text in entry.texts())
-
-
-@dataclass
-class HookScores:
-    """Per-clause hook evidence for one query."""
-
-    dense: dict[tuple[str, int], float]  # best cosine among the clause's hooks
-    lexical: dict[tuple[str, int], float]  # bm25 of the clause's hook field
-
-
-def best_per_clause(row_clauses: list[tuple[str, int]], scores: np.ndarray, top: int) -> dict[tuple[str, int], float]:
-    """The best row score of each clause, for the clauses of the `top` best rows."""
-    if scores.size == 0:
-        return {}
-    order = np.argsort(-scores)[: top * 8]
-    best: dict[tuple[str, int], float] = {}
-    for i in order:
-        key = row_clauses[i]
-        if key not in best:
-            best[key] = float(scores[i])
-            if len(best) >= top:
-                break
-    return best

@@ -18,13 +18,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from . import hooks, laws, lexical, store
+from . import vectors as shipped
 from .chunk import chunk_document, embedding_text
 from .corruption import Suspect, detect_corruption
 from .dense import DenseIndex
 from .embed import EmbeddingCache, get_embedder
+from .embed_pool import embed_texts
 from .errors import CorpusError
 from .loaders import LoadedFile, Skipped, load_files
 from .models import IN_FORCE, Chunk, Clause, Document
@@ -205,7 +205,7 @@ def _ingest(settings: Settings, add_paths: list[str] | None, rebuild: bool,
 
     client = store.make_client(settings.data_dir, settings.chroma_url)
     store.remove_leftovers(client)
-    embedder = get_embedder(settings.embedder)
+    get_embedder(settings.embedder)  # an unknown embedder fails before any work
     current = store.active_info(client)
     compatible = (current is not None and current.embedder == settings.embedder
                   and current.normalizer == NORMALIZER_VERSION)
@@ -235,8 +235,8 @@ def _ingest(settings: Settings, add_paths: list[str] | None, rebuild: bool,
         return summary
 
     vectors = _vectors_for(chunks, client, current if compatible else None, old_ids,
-                           embedder, settings, summary, progress)
-    hook_vectors = _hook_vectors(rows, client, current if compatible else None, embedder, settings,
+                           settings, summary, progress)
+    hook_vectors = _hook_vectors(rows, client, current if compatible else None, settings,
                                  summary, progress)
     dim = len(next(iter(vectors.values())))
     build = store.new_build_id()
@@ -286,61 +286,70 @@ def save_hook_lexical(match: hooks.HookMatch, folder: Path) -> None:
     lexical.build_and_save([], folder / "hooks", index=index)
 
 
-def _hook_vectors(rows: list[hooks.HookRow], client, current, embedder, settings: Settings,
+def _hook_vectors(rows: list[hooks.HookRow], client, current, settings: Settings,
                   summary: IngestSummary, progress: bool) -> list[list[float]]:
-    """Stored vectors of the active build, then the cache, then the embedder."""
+    """Stored vectors of the active build, then shipped, cached or embedded (questions as
+    queries: their keys carry the query marker the embedding pool honours)."""
     stored = store.read_hook_vectors(client, current) if current is not None else {}
     keys = [hooks.vector_key(r.kind, r.text) for r in rows]
     found: dict[str, list[float]] = {}
     for r, key in zip(rows, keys, strict=True):
         if (v := stored.get(store.hook_id(r))) is not None:
             found[key] = v
-    cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite", settings.embedder)
-    try:
-        found.update(cache.get_many([k for k in keys if k not in found]))
-        todo = [(r, k) for r, k in zip(rows, keys, strict=True) if k not in found]
-        todo = list({k: (r, k) for r, k in todo}.values())
-        with tqdm(total=len(todo), desc="embedding hooks", unit="hook", disable=not progress or not todo) as bar:
-            for i in range(0, len(todo), 64):
-                part = todo[i : i + 64]
-                vecs = hooks.embed_rows([r for r, _ in part], embedder)
-                cache.put_many([(k, v) for (_, k), v in zip(part, vecs, strict=True)])
-                found.update({k: v for (_, k), v in zip(part, vecs, strict=True)})
-                bar.update(len(part))
-        summary.hooks_embedded = len(todo)
-    finally:
-        cache.close()
+    rest, summary.hooks_embedded = vectors_for_texts([k for k in keys if k not in found], settings, progress,
+                                                      desc="embedding question hooks")
+    found.update(rest)
     return [found[k] for k in keys]
 
 
-def _vectors_for(chunks: list[Chunk], client, current, old_ids: set[str], embedder, settings: Settings,
+def _vectors_for(chunks: list[Chunk], client, current, old_ids: set[str], settings: Settings,
                  summary: IngestSummary, progress: bool) -> dict[str, list[float]]:
+    """Each chunk's vector from, in order: the index in use, the shipped vectors, the
+    embedding cache; only the rest is embedded."""
     vectors: dict[str, list[float]] = {}
     if current is not None:
         reusable = [c.chunk_id for c in chunks if c.chunk_id in old_ids]
         if reusable:
             _, stored = store.read_chunks(client, current, with_vectors=True)
             vectors.update({cid: stored[cid] for cid in reusable if cid in stored})
+    texts = {c.chunk_id: embedding_text(c) for c in chunks if c.chunk_id not in vectors}
+    by_text, summary.embedded = vectors_for_texts(list(texts.values()), settings, progress)
+    vectors.update({cid: by_text[text] for cid, text in texts.items()})
+    summary.reused = len(chunks) - summary.embedded
+    return vectors
+
+
+def vectors_for_texts(texts: list[str], settings: Settings, progress: bool,
+                      desc: str = "embedding") -> tuple[dict[str, list[float]], int]:
+    """Vectors of `texts` (shipped, else cached, else embedded in worker processes and
+    cached as they arrive) and how many were embedded."""
+    unique = list(dict.fromkeys(texts))
+    found = shipped.lookup(unique, settings.embedder, settings.vectors_dir)
     cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite", settings.embedder)
     try:
-        todo = [c for c in chunks if c.chunk_id not in vectors]
-        texts = {c.chunk_id: embedding_text(c) for c in todo}
-        cached = cache.get_many(list(texts.values()))
-        for c in todo:
-            if texts[c.chunk_id] in cached:
-                vectors[c.chunk_id] = cached[texts[c.chunk_id]]
-        missing = [c for c in todo if c.chunk_id not in vectors]
-        summary.reused = len(chunks) - len(missing)
-        batch = 32
-        with tqdm(total=len(missing), desc="embedding", unit="chunk", disable=not progress or not missing) as bar:
-            for i in range(0, len(missing), batch):
-                part = missing[i : i + batch]
-                embedded = embedder.embed_documents([texts[c.chunk_id] for c in part])
-                cache.put_many([(texts[c.chunk_id], v) for c, v in zip(part, embedded, strict=True)])
-                for c, v in zip(part, embedded, strict=True):
-                    vectors[c.chunk_id] = v
-                bar.update(len(part))
-        summary.embedded = len(missing)
+        rest = [t for t in unique if t not in found]
+        found.update(cache.get_many(rest))
+        missing = [t for t in rest if t not in found]
+        embedded = embed_texts(missing, settings.embedder, settings.embed_workers,
+                               on_batch=cache.put_many, progress=progress, desc=desc)
+        found.update(zip(missing, embedded, strict=True))
     finally:
         cache.close()
-    return vectors
+    return found, len(missing)
+
+
+def export_bundled_vectors(settings: Settings, progress: bool = True) -> shipped.ExportSummary:
+    """`rag vectors export`: shipped vectors for every chunk of the bundled corpus (the
+    documents folder and the laws manifest; no user-added sources), one file per document."""
+    docs, _, _ = gather_documents(settings, [])
+    chunks, _, _ = build_chunks(docs, settings.token_cap)
+    groups: dict[str, list[str]] = {}
+    for c in chunks:
+        groups.setdefault(c.doc_id, []).append(embedding_text(c))
+    # The question hooks ship with their clause's document (the export prunes every file
+    # of a group it was not given).
+    for row in hooks.hook_rows(match_hooks(settings, chunks)):
+        groups[row.clause[0]].append(hooks.vector_key(row.kind, row.text))
+    all_texts = [t for texts in groups.values() for t in texts]
+    by_text, _ = vectors_for_texts(all_texts, settings, progress)
+    return shipped.export(groups, settings.embedder, settings.vectors_dir, by_text, prune=True)

@@ -17,9 +17,10 @@ REPO_ROOT = PACKAGE_ROOT.parent
 DEFAULT_ABSTAIN_THRESHOLD = 0.05
 
 
-def default_cache_dir() -> Path:
+def default_cache_dir(env: dict[str, str] | None = None) -> Path:
     """One embedding cache per user, shared by every data dir (XDG cache dir)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    env = dict(os.environ) if env is None else env
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "etdz-rag"
 
 
@@ -30,6 +31,7 @@ class Settings:
     chroma_url: str = ""
     embedder: str = "e5-small"
     token_cap: int = 400
+    embed_workers: int = 0  # processes embedding texts without a vector; 0 = one per core
     corpus_dir: Path = REPO_ROOT / "corpus"
     k: int = 5
     mode: str = "extractive"
@@ -46,6 +48,10 @@ class Settings:
         return self.corpus_dir / "laws.yaml"
 
     @property
+    def vectors_dir(self) -> Path:
+        return self.corpus_dir / "vectors"
+
+    @property
     def documents_dir(self) -> Path:
         return self.corpus_dir / "documents"
 
@@ -55,7 +61,7 @@ class Settings:
 
 _ENV = {
     "data_dir": "RAG_DATA_DIR", "cache_dir": "RAG_CACHE_DIR", "chroma_url": "RAG_CHROMA_URL", "embedder": "RAG_EMBEDDER",
-    "token_cap": "RAG_TOKEN_CAP", "corpus_dir": "RAG_CORPUS_DIR", "k": "RAG_K", "mode": "RAG_MODE",
+    "embed_workers": "RAG_EMBED_WORKERS", "token_cap": "RAG_TOKEN_CAP", "corpus_dir": "RAG_CORPUS_DIR", "k": "RAG_K", "mode": "RAG_MODE",
     "reranker": "RAG_RERANKER", "abstain_threshold": "RAG_ABSTAIN_THRESHOLD", "llm": "RAG_LLM",
     "llm_model": "RAG_LLM_MODEL", "llm_base_url": "OPENAI_BASE_URL",
     "llm_api_key": "OPENAI_API_KEY", "llm_max_context_tokens": "RAG_LLM_MAX_CONTEXT_TOKENS",
@@ -65,6 +71,7 @@ ENV_DOC = {
     "RAG_CACHE_DIR": "embedding cache shared by all data dirs (default ~/.cache/etdz-rag)",
     "RAG_CHROMA_URL": "http://host:port of a Chroma server; unset = embedded store under RAG_DATA_DIR",
     "RAG_EMBEDDER": "e5-small (default, offline), st:<model or path>, hash (tests only)",
+    "RAG_EMBED_WORKERS": "processes embedding texts without a shipped or cached vector (default: one per core)",
     "RAG_TOKEN_CAP": "max tokens of one chunk; longer clauses split on sentences (default 400)",
     "RAG_CORPUS_DIR": "folder with documents/ and laws.yaml (default: the repository's corpus/)",
     "RAG_K": "number of clauses retrieved (default 5)",
@@ -99,11 +106,15 @@ def from_env(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
                 values[name] = raw
         except ValueError as exc:
             raise ConfigError(f"{var}={raw!r} is not a valid {kind}", hint=f"fix or unset {var}") from exc
+    values.setdefault("cache_dir", default_cache_dir(env))
     settings = Settings(**values).with_overrides(**overrides)
     if settings.mode not in ("extractive", "llm"):
         raise ConfigError(f"unknown answer mode {settings.mode!r}", hint="use extractive or llm")
     if not 1 <= settings.k <= 50:
         raise ConfigError(f"k={settings.k} is out of range", hint="use a k between 1 and 50")
+    if settings.embed_workers < 0:
+        raise ConfigError(f"RAG_EMBED_WORKERS={settings.embed_workers} is negative",
+                          hint="use 0 (one per core), 1 (no worker processes) or more")
     if settings.token_cap < 50:
         raise ConfigError(f"token cap {settings.token_cap} is too small", hint="use at least 50")
     return settings

@@ -311,3 +311,22 @@ def test_upload_makes_a_document_searchable(browser: Any, tmp_path: Path) -> Non
         assert page.locator("#doc-table").get_by_text("园区用地细则").filter(visible=True).count() == 1
         context.close()
     assert demo.added and demo.added[0][0].endswith("园区用地细则.md")
+
+
+def test_enter_asks_and_shift_enter_breaks_the_line(browser: Any) -> None:
+    with LiveServer(DemoAssistant()) as live:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        open_app(page, live.url)
+        box = page.locator("#question textarea")
+        box.click()
+        box.type("M0用地能建住宅吗？")
+        box.press("Shift+Enter")
+        box.type("第二行")
+        assert box.input_value() == "M0用地能建住宅吗？\n第二行"
+        assert page.locator("#transcript .msg.user").count() == 0
+        box.press("Enter")
+        page.wait_for_function("() => document.querySelectorAll('#transcript .msg.user').length == 1",
+                               timeout=ANSWER_TIMEOUT_MS)
+        assert "第二行" in page.locator("#transcript .msg.user").inner_text()
+        context.close()

@@ -391,3 +391,14 @@ def test_write_reports_produces_three_valid_files(tmp_path: Path) -> None:
     assert "## Targets" in paths["markdown"].read_text(encoding="utf-8")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "chart.png", "report.json", "report.md"]  # no temporary files left behind
+
+
+@pytest.mark.parametrize(
+    ("source", "shown"),
+    [({"law": "外商投资法", "article": 21}, '{"law":"外商投资法","article":21}'),
+     (["《工作方案》（十三）", 13], '["《工作方案》（十三）",13]'), (0, "0"), (None, ""), ("（十三）", "（十三）")],
+)
+def test_source_may_be_any_json_value(tmp_path: Path, source: Any, shown: str) -> None:
+    f = _write(tmp_path / "others.jsonl", [json.dumps(GOOD | {"source": source}, ensure_ascii=False)])
+    (item,) = load_dataset([f])
+    assert item.source == shown

@@ -17,6 +17,7 @@ import pytest
 
 from rag import hooks
 from rag.dense import DenseIndex, top_indices
+from rag.embed_pool import embed_marked
 from rag.models import Chunk
 from rag.retrieve import ClauseTable, merge_by_max, normalise_max
 from rag.settings import REPO_ROOT, Settings
@@ -94,7 +95,8 @@ def test_hook_rows_embed_questions_as_queries():
     entry = hooks.parse_entry(_entry("L", "t", questions_en=["q1?", "q2?"], questions_zh=["问？"]))
     rows = hooks.hook_rows(hooks.HookMatch(by_clause={("A", 1): entry}))
     assert [r.kind for r in rows] == ["gist", "q_en", "q_en", "q_zh"]
-    assert hooks.embed_rows(rows, Recorder()) == [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]]
+    keys = [hooks.vector_key(r.kind, r.text) for r in rows]
+    assert embed_marked(Recorder(), keys) == [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]]
     assert hooks.vector_key("q_en", "q1?") != hooks.vector_key("gist", "q1?")
 
 

@@ -57,7 +57,8 @@ def _copy_index(src: Settings, tmp_path) -> Settings:
     shutil.copytree(src.data_dir, data)
     corpus = tmp_path / "corpus"
     shutil.copytree(src.corpus_dir, corpus)
-    return replace(src, data_dir=data, corpus_dir=corpus)
+    # An empty embedding cache of its own: the per-user one remembers texts from earlier runs.
+    return replace(src, data_dir=data, corpus_dir=corpus, cache_dir=tmp_path / "cache")
 
 
 def test_incremental_reingest(tiny_settings, tmp_path):

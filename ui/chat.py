@@ -176,7 +176,9 @@ def build_chat_tab(assistant: Any, lang_choice: gr.Radio) -> dict[str, Any]:
         with gr.Column(scale=3, min_width=340):
             transcript = gr.HTML(render.render_transcript([]), elem_id="transcript",
                                  js_on_load=CITE_CLICK_JS, autoscroll=True, max_height=620)
-            question = gr.Textbox(label=label("question"), placeholder=label("placeholder"), lines=2,
+            # lines=1: Gradio submits on Enter only for a one-line box (with lines>1 it is
+            # Shift+Enter); the box still grows to max_lines and Shift+Enter breaks the line.
+            question = gr.Textbox(label=label("question"), placeholder=label("placeholder"), lines=1,
                                   max_lines=6, elem_id="question", max_length=2000)
             with gr.Row():
                 ask_btn = gr.Button(label("ask"), variant="primary", elem_id="ask-btn", min_width=100)
