@@ -10,10 +10,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from rag import vectors
+from rag import hooks, vectors
 from rag.chunk import embedding_text
 from rag.embed import get_embedder
-from rag.ingest import build_chunks, export_bundled_vectors, gather_documents, ingest
+from rag.ingest import build_chunks, export_bundled_vectors, gather_documents, ingest, match_hooks
 from rag.settings import Settings
 
 
@@ -34,7 +34,7 @@ def test_export_then_lookup_round_trip(tmp_path):
     path = vectors.embedder_dir(tmp_path, "hash") / vectors.file_name("外商投资法@2019-03-15")
     with np.load(path) as data:
         header = json.loads(str(data["header"]))
-        assert data["vectors"].dtype == np.float16
+        assert data["vectors"].dtype == np.int8 and data["scales"].dtype == np.float32
     assert header["group"] == "外商投资法@2019-03-15" and header["dim"] == 256
     found = vectors.lookup(["第二条 乙", "（十三）标准地", "not shipped"], "hash", tmp_path)
     assert set(found) == {"第二条 乙", "（十三）标准地"}
@@ -90,19 +90,44 @@ def test_ingest_takes_shipped_vectors_before_embedding(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def bundled_texts() -> list[str]:
+def bundled_chunks():
     docs, _, _ = gather_documents(Settings(), [])
     chunks, _, _ = build_chunks(docs, Settings().token_cap)
-    return list(dict.fromkeys(embedding_text(c) for c in chunks))
+    return chunks
 
 
-def test_every_bundled_chunk_has_a_shipped_vector(bundled_texts):
+@pytest.fixture(scope="module")
+def bundled_texts(bundled_chunks) -> list[str]:
+    return list(dict.fromkeys(embedding_text(c) for c in bundled_chunks))
+
+
+@pytest.fixture(scope="module")
+def bundled_hook_keys(bundled_chunks) -> list[str]:
+    rows = hooks.hook_rows(match_hooks(Settings(), bundled_chunks))
+    return list(dict.fromkeys(hooks.vector_key(r.kind, r.text) for r in rows))
+
+
+@pytest.mark.parametrize("what", ["chunks", "question hooks"])
+def test_every_bundled_text_has_a_shipped_vector(what, bundled_texts, bundled_hook_keys):
     s = Settings()
-    found = vectors.lookup(bundled_texts, s.embedder, s.vectors_dir)
-    missing = [t for t in bundled_texts if t not in found]
+    texts = bundled_texts if what == "chunks" else bundled_hook_keys
+    found = vectors.lookup(texts, s.embedder, s.vectors_dir)
+    missing = [t for t in texts if t not in found]
     assert not missing, (
-        f"{len(missing)} of {len(bundled_texts)} bundled chunks have no shipped vector "
+        f"{len(missing)} of {len(texts)} bundled {what} have no shipped vector "
         f"(first: {missing[0][:60]!r}): run `make vectors` (rag vectors export) and commit corpus/vectors/")
+
+
+def test_shipped_hook_vectors_equal_a_fresh_query_embedding(bundled_hook_keys):
+    s = Settings()
+    sample = [k for k in random.Random(7).sample(bundled_hook_keys, 60) if k.startswith(hooks.QUERY_KEY_PREFIX)][:10]
+    found = vectors.lookup(sample, s.embedder, s.vectors_dir)
+    assert len(found) == len(sample), "shipped vectors are missing: run `make vectors`"
+    emb = get_embedder(s.embedder)
+    for key in sample:
+        a, b = np.asarray(found[key]), np.asarray(emb.embed_query(key[len(hooks.QUERY_KEY_PREFIX):]))
+        cosine = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+        assert cosine >= 0.995, f"shipped hook vector of {key[:40]!r} differs (cosine {cosine:.4f})"
 
 
 def test_shipped_vectors_equal_a_fresh_embedding(bundled_texts):
