@@ -27,7 +27,7 @@ from .errors import ConfigError
 from .laws import short_title
 from .lexicon import glossary_words, stem_words
 from .models import AskResult, Chunk, Document, ScoredChunk
-from .normalize import NORMALIZER_VERSION, detect_language, normalize_query
+from .normalize import NORMALIZER_VERSION, detect_language, normalize_query, replace_lone_surrogates
 from .retrieve import ClauseTable, Filters, HybridSearcher
 from .scope import asks_for_figure, has_figure, unknown_names
 from .settings import Settings, from_env
@@ -116,7 +116,9 @@ class Assistant:
                    rerank: bool | None = None) -> Iterator[str | AskResult]:
         """Yields answer text pieces as they are produced, then the final AskResult."""
         t0 = time.perf_counter()
-        question = (question or "").strip()
+        # Lone surrogates (JSON "\\ud800") cannot be encoded in the answer: U+FFFD instead.
+        question = replace_lone_surrogates(question or "").strip()
+        history = [{**m, "content": replace_lone_surrogates(m.get("content") or "")} for m in history or []]
         if not question:
             raise ConfigError("the question is empty", hint="type a question")
         k = k or self.settings.k

@@ -179,11 +179,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from ui.app import serve
+    from ui.app import check_exposure, serve
 
     from .assistant import load_assistant
 
-    serve(load_assistant(_settings(args)), host=args.host, port=args.port, allow_upload=args.allow_upload)
+    s = _settings(args)
+    check_exposure(args.host, s.auth_token, args.insecure)  # before minutes of loading
+    serve(load_assistant(s), host=args.host, port=args.port, allow_upload=args.allow_upload,
+          allow_benchmark=args.allow_benchmark, auth_token=s.auth_token, rate_limit=s.rate_limit,
+          insecure=args.insecure)
     return 0
 
 
@@ -240,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=7860)
     sv.add_argument("--allow-upload", action="store_true", help="let users add documents from the browser")
+    sv.add_argument("--allow-benchmark", action="store_true", help="show the button that runs the dev benchmark")
+    sv.add_argument("--insecure", action="store_true",
+                    help="serve on a non-loopback --host without RAG_AUTH_TOKEN (trusted networks only)")
     sv.set_defaults(func=cmd_serve)
     return p
 

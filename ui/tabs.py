@@ -211,11 +211,14 @@ def run_dev_benchmark(assistant: Any, dev_path: Path, progress: Callable[..., An
     return '<div class="ok-box">✓ 基准已完成，报告已更新 · Benchmark done, report updated</div>'
 
 
-def build_benchmark_tab(assistant: Any, dev_path: Path) -> tuple[dict[str, Any], list[Any]]:
+def build_benchmark_tab(assistant: Any, dev_path: Path,
+                        allow_run: bool = False) -> tuple[dict[str, Any], list[Any]]:
+    """The report; the run button (minutes of CPU per click) only when the operator allows it."""
     text, chart = load_report()
     with gr.Row():
         refresh_btn = gr.Button(label("refresh"), scale=1)
-        run_btn = gr.Button(label("run_bench"), variant="primary", scale=2, elem_id="run-bench")
+        run_btn = gr.Button(label("run_bench"), variant="primary", scale=2, elem_id="run-bench",
+                            visible=allow_run)
     status = gr.HTML(js_on_load=None, elem_id="bench-status")
     # The chart first: the report ends with a long failure table.
     image = gr.Image(chart, type="pil", label="chart.png", interactive=False, visible=chart is not None,
@@ -229,6 +232,9 @@ def build_benchmark_tab(assistant: Any, dev_path: Path) -> tuple[dict[str, Any],
         return (status_html, *load_report_updates())
 
     refresh_btn.click(load_report_updates, None, [report, image], api_visibility="private")
+    if not allow_run:
+        # No event at all: a hidden button with a handler could still be called by its id.
+        return {"refresh": refresh_btn}, [report, image]
     run_btn.click(run, None, [status, report, image], api_visibility="private", concurrency_limit=1)
     return {"refresh": refresh_btn, "run_bench": run_btn}, [report, image]
 
