@@ -55,6 +55,9 @@ class DocumentSummary:
     measure_count: int = 0  # （一）…（十六）
 
 
+DENSE_UNAVAILABLE = "dense retrieval unavailable; answered from the keyword (bm25) index only"
+
+
 def answer_language(lang: str) -> str:
     return "zh" if lang == "zh" else "en"
 
@@ -86,16 +89,44 @@ class Assistant:
         self._embedder = get_embedder(s.embedder)
         english_to_short = {en: short_title(zh) for zh, en in english_law_titles().items()}
         table = ClauseTable(chunks)
-        self.info, self.docs, self.table = info, docs, table
+        searcher = HybridSearcher(table, lex, client.get_collection(info.chunks_name),
+                                  self._embedder, english_to_short, self._reranker)
+        # Everything is built before anything is replaced: a reload swaps a whole index
+        # while requests keep using the old one (they hold the lock only to search).
+        self._client, self.info, self.docs, self.table = client, info, docs, table
         self._corpus_text = "\n".join(d.text for d in docs)
         self._english_words = set(lex.vocabulary()) | glossary_words()
-        self.searcher = HybridSearcher(table, lex, client.get_collection(info.chunks_name),
-                                       self._embedder, english_to_short, self._reranker)
+        self.searcher = searcher
         log.info("index %s loaded: %d documents, %d chunks", info.build, len(docs), len(chunks))
 
     def reload(self) -> None:
         with self._lock:
             self._load()
+
+    def _registry_switched(self) -> bool:
+        """Does the store's registry name another build than the one loaded?"""
+        try:
+            active = store.active_info(self._client)
+        except Exception:
+            return False
+        return active is not None and active.build != self.info.build
+
+    def _reload_if_switched(self, check_registry: bool = False) -> bool:
+        """Called under the lock; True when another build was loaded. A failed reload
+        keeps the index in use answering."""
+        marker = store.read_marker(self.settings.data_dir)
+        # The marker (written right after the switch) is a cheap stat per question; the
+        # registry is asked when the old build's collection was found gone.
+        if not ((marker and marker != self.info.build) or (check_registry and self._registry_switched())):
+            return False
+        old = self.info.build
+        try:
+            self._load()
+        except Exception as exc:
+            log.error("index %s is active but cannot be loaded (%s); still serving %s", marker, exc, old)
+            return False
+        log.warning("switched from index %s to %s", old, self.info.build)
+        return True
 
     # ---- answering ------------------------------------------------------------
 
@@ -115,6 +146,15 @@ class Assistant:
                    retrievers: tuple[str, ...] = ("bm25", "dense"),
                    rerank: bool | None = None) -> Iterator[str | AskResult]:
         """Yields answer text pieces as they are produced, then the final AskResult."""
+        notes: list[str] = []  # problems of this answer's retrieval, shown with the answer
+        for piece in self._ask_stream(question, history, k, mode, filters, retrievers, rerank, notes):
+            if isinstance(piece, AskResult):
+                piece.warnings = notes + [w for w in piece.warnings if w not in notes]
+            yield piece
+
+    def _ask_stream(self, question: str, history: list[dict[str, str]] | None, k: int | None,
+                    mode: str | None, filters: Filters | None, retrievers: tuple[str, ...],
+                    rerank: bool | None, notes: list[str]) -> Iterator[str | AskResult]:
         t0 = time.perf_counter()
         # Lone surrogates (JSON "\\ud800") cannot be encoded in the answer: U+FFFD instead.
         question = replace_lone_surrogates(question or "").strip()
@@ -146,9 +186,17 @@ class Assistant:
         use_rerank = self.reranker_available if rerank is None else (rerank and self.reranker_available)
         t1 = time.perf_counter()
         with self._lock:
+            self._reload_if_switched()
             results = self.searcher.search(q_norm, k=k, filters=filters or Filters(),
                                            retrievers=retrievers, rerank=use_rerank,
                                            extra_query=context_norm)
+            if self.searcher.dense_error and self._reload_if_switched(check_registry=True):
+                # The old build's collection was gone after a switch: ask the new one.
+                results = self.searcher.search(q_norm, k=k, filters=filters or Filters(),
+                                               retrievers=retrievers, rerank=use_rerank,
+                                               extra_query=context_norm)
+            if self.searcher.dense_error:
+                notes.append(DENSE_UNAVAILABLE)
             ref = self.searcher.reference(q_norm) or (
                 self.searcher.reference(context_norm) if context_norm else None)
         t2 = time.perf_counter()
@@ -255,8 +303,17 @@ class Assistant:
         return []
 
     def health(self) -> dict[str, Any]:
+        problem = ""
+        with self._lock:
+            self._reload_if_switched()
+            collection = self.searcher.collection
+        try:
+            collection.count()  # one cheap call: the store answers and the collection exists
+        except Exception as exc:
+            problem = f"{DENSE_UNAVAILABLE}: {type(exc).__name__}: {exc}"[:300]
         return {
-            "status": "ok",
+            "status": "degraded" if problem else "ok",
+            **({"problem": problem} if problem else {}),
             "index": {"build": self.info.build, "documents": len(self.docs), "chunks": len(self.table.chunks),
                       "clauses": len(self.table.clauses), "created": self.info.created,
                       "normalizer": self.info.normalizer},
@@ -269,9 +326,9 @@ class Assistant:
     def add_files(self, paths: list[str]) -> dict[str, Any]:
         from .ingest import ingest
 
+        summary = ingest(self.settings, add_paths=paths, progress=False)  # questions go on meanwhile
         with self._lock:
-            summary = ingest(self.settings, add_paths=paths, progress=False)
-            self._load()
+            self._reload_if_switched(check_registry=True)
         return {"lines": summary.lines(), "added": summary.added, "updated": summary.updated,
                 "skipped": [{"path": s.path, "reason": s.reason} for s in summary.skipped]}
 

@@ -230,6 +230,7 @@ def _ingest(settings: Settings, add_paths: list[str] | None, rebuild: bool,
     info = store.IndexInfo(build=build, embedder=settings.embedder, normalizer=NORMALIZER_VERSION,
                            dim=dim, created=time.time(), documents=len(docs), chunks=len(chunks))
     store.activate(client, info)
+    store.write_marker(settings.data_dir, build)
     lexical.remove_other_builds(settings.data_dir / "lexical", keep=build)
     remember_sources(settings.data_dir, sources)
     summary.changed = True

@@ -135,6 +135,9 @@ class HybridSearcher:
              for en, short in english_to_short.items() if short in self.known_titles),
             key=lambda p: -len(p[0]))
         self._mask_cache: dict[Filters, np.ndarray] = {}
+        # Why the dense side failed in the last search ("" = it worked); callers read it
+        # under the same lock as the search.
+        self.dense_error = ""
 
     def _mask(self, filters: Filters) -> np.ndarray:
         if filters not in self._mask_cache:
@@ -176,18 +179,18 @@ class HybridSearcher:
             toks = tokens + [t for t in query_tokens(extra_query) if t not in tokens]
             hits = self.lexical.top(toks, CANDIDATES, self._mask(filters))
             rankings["bm25"], raw["bm25"] = self._to_clauses(hits)
+        self.dense_error = ""
         if "dense" in retrievers:
-            # English questions also carry the Chinese terms of the glossary, which
-            # pulls the multilingual embedding towards the Chinese clauses.
-            terms = " ".join(translate_terms(query)) if re.search(r"[A-Za-z]{3}", query) else ""
-            vec = self.embedder.embed_query(f"{extra_query} {query} {terms}".strip())
-            # An unfiltered query post-filtered here is ~10x faster than Chroma's
-            # metadata filter; the filtered query is the fallback when too few pass.
-            hits = [(cid, s) for cid, s in store.dense_query(self.collection, vec, CANDIDATES)
-                    if cid in self.table.by_id and filters.allows(self.table.by_id[cid])]
-            if len(hits) < max(k, 10):
-                hits = store.dense_query(self.collection, vec, CANDIDATES, filters.where())
-            rankings["dense"], raw["dense"] = self._to_clauses(hits)
+            try:
+                hits = self._dense_hits(query, extra_query, k, filters)
+            except Exception as exc:  # Chroma down, timed out or its collection gone
+                # The lexical side still answers; the caller warns the user.
+                log.warning("dense retrieval failed: %s", exc)
+                self.dense_error = f"{type(exc).__name__}: {exc}"[:300]
+                if "bm25" not in retrievers:
+                    raise
+            else:
+                rankings["dense"], raw["dense"] = self._to_clauses(hits)
         fused = rrf(rankings, weights)
         mentioned = self.mentioned_documents(query) | (self.mentioned_documents(extra_query) if extra_query else set())
         if mentioned:
@@ -212,6 +215,19 @@ class HybridSearcher:
             results.append(ScoredChunk(chunk=clause, rank=rank, fused=round(fused[key], 6),
                                        scores=scores, matched_terms=matched))
         return results
+
+    def _dense_hits(self, query: str, extra_query: str, k: int, filters: Filters) -> list[tuple[str, float]]:
+        # English questions also carry the Chinese terms of the glossary, which
+        # pulls the multilingual embedding towards the Chinese clauses.
+        terms = " ".join(translate_terms(query)) if re.search(r"[A-Za-z]{3}", query) else ""
+        vec = self.embedder.embed_query(f"{extra_query} {query} {terms}".strip())
+        # An unfiltered query post-filtered here is ~10x faster than Chroma's
+        # metadata filter; the filtered query is the fallback when too few pass.
+        hits = [(cid, s) for cid, s in store.dense_query(self.collection, vec, CANDIDATES)
+                if cid in self.table.by_id and filters.allows(self.table.by_id[cid])]
+        if len(hits) < max(k, 10):
+            hits = store.dense_query(self.collection, vec, CANDIDATES, filters.where())
+        return hits
 
     def _to_clauses(self, hits: list[tuple[str, float]]) -> tuple[list[tuple[str, int]], dict[tuple[str, int], float]]:
         ranked: list[tuple[str, int]] = []

@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 REGISTRY = "rag_registry"
 _BATCH = 1000
+# Every call to a Chroma server gives up after this long (the embedded store has no network).
+CHROMA_TIMEOUT_S = 10.0
+ACTIVE_MARKER = "active-build"  # <data_dir>/active-build: the build id, rewritten at each switch
 
 
 @dataclass(frozen=True)
@@ -56,13 +59,41 @@ def make_client(data_dir: Path, chroma_url: str = ""):
             raise ConfigError(f"RAG_CHROMA_URL={chroma_url!r} is not http://host:port",
                               hint="e.g. RAG_CHROMA_URL=http://127.0.0.1:8000")
         try:
-            return chromadb.HttpClient(host=url.hostname, port=url.port,
-                                       ssl=url.scheme == "https", settings=settings)
+            client = chromadb.HttpClient(host=url.hostname, port=url.port,
+                                         ssl=url.scheme == "https", settings=settings)
+            _set_timeout(client, CHROMA_TIMEOUT_S)
+            return client
         except Exception as exc:
             raise ConfigError(f"cannot reach the Chroma server at {chroma_url}: {exc}",
                               hint="start it with `chroma run --path DIR --port N` or unset RAG_CHROMA_URL") from exc
     data_dir.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(data_dir / "chroma"), settings=settings)
+
+
+def _set_timeout(client, seconds: float) -> None:
+    # chromadb's HTTP client waits forever (httpx timeout=None): a hung server would
+    # hang every question with it.
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(seconds, connect=min(seconds, 3.0))
+    else:
+        log.warning("cannot set a timeout on the Chroma client; calls may wait long")
+
+
+def write_marker(data_dir: Path, build: str) -> None:
+    """Tell running servers on this machine that another build is now active."""
+    tmp = data_dir / (ACTIVE_MARKER + ".tmp")
+    tmp.write_text(build, encoding="utf-8")
+    tmp.replace(data_dir / ACTIVE_MARKER)
+
+
+def read_marker(data_dir: Path) -> str:
+    try:
+        return (data_dir / ACTIVE_MARKER).read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
 
 
 def _registry(client):
