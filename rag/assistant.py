@@ -89,7 +89,7 @@ class Assistant:
         self._embedder = get_embedder(s.embedder)
         english_to_short = {en: short_title(zh) for zh, en in english_law_titles().items()}
         table = ClauseTable(chunks)
-        searcher = HybridSearcher(table, lex, client.get_collection(info.chunks_name),
+        searcher = HybridSearcher(table, lex, store.get_collection(client, info.chunks_name),
                                   self._embedder, english_to_short, self._reranker)
         # Everything is built before anything is replaced: a reload swaps a whole index
         # while requests keep using the old one (they hold the lock only to search).

@@ -90,9 +90,30 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         checks.append(("lexical", True, "bm25 index present" if lex else "bm25 index will be rebuilt on load"))
     except RagError as exc:
         checks.append(("index", False, str(exc)))
+    cache_problem = _cache_problem(s.cache_dir / "embeddings.sqlite")
+    if cache_problem:
+        checks.append(("cache", True, cache_problem))
     for name, ok, msg in checks:
-        print(f"{'ok ' if ok else 'FAIL'} {name}: {msg}")
+        print(f"{('warn' if name == 'cache' else 'ok  ') if ok else 'FAIL'} {name}: {msg}")
     return 0 if all(ok for _, ok, _ in checks) else 1
+
+
+def _cache_problem(path: Path) -> str:
+    """A damaged embedding cache costs time, not answers: reported, not failed."""
+    import sqlite3
+
+    if not path.exists():
+        return ""
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            con.execute("SELECT count(*) FROM emb").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        return (f"embedding cache {path} is unreadable ({exc}) — the next `rag ingest` sets it aside "
+                "and re-embeds (minutes with e5); or delete it")
+    return ""
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
