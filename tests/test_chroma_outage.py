@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import make_tiny_corpus
 from fastapi.testclient import TestClient
 
-from conftest import make_tiny_corpus
 from rag import store
 from rag.assistant import DENSE_UNAVAILABLE, Assistant
 from rag.ingest import ingest

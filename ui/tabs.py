@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ import gradio as gr
 
 from rag.assistant import Filters
 from rag.errors import RagError
+from rag.loaders import check_content
 
 from . import render
 from .labels import label
@@ -250,7 +252,21 @@ def check_upload(paths: list[str]) -> list[str]:
             problems.append(f"{p.name}: only {' '.join(UPLOAD_SUFFIXES)} files can be added")
         elif p.stat().st_size > UPLOAD_MAX_BYTES:
             problems.append(f"{p.name}: larger than 10 MB")
+        else:
+            try:  # by content, not by name: a renamed binary is refused here already
+                check_content(p.suffix.lower(), p.read_bytes())
+            except RagError as exc:
+                problems.append(f"{p.name}: {exc.message}")
     return problems
+
+
+def safe_upload_name(name: str) -> str:
+    """A plain file name: no directories, NUL, control characters, or dot-only names."""
+    name = re.sub(r"[\x00-\x1f\x7f/\\]", "_", name.replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    if not name.strip(".") or len(name.encode("utf-8")) > 200:
+        suffix = Path(name).suffix[:10] if name.strip(".") else ""
+        name = "upload" + suffix
+    return name
 
 
 def keep_uploads(assistant: Any, paths: list[str]) -> list[str]:
@@ -267,7 +283,9 @@ def keep_uploads(assistant: Any, paths: list[str]) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     kept = []
     for src in map(Path, paths):
-        dest = folder / src.name  # name only: an upload cannot choose a directory
+        dest = folder / safe_upload_name(src.name)  # name only: an upload cannot choose a directory
+        if dest.resolve().parent != folder.resolve():
+            raise ValueError(f"refusing to write an upload outside {folder}")
         n = 1
         while dest.exists() and dest.read_bytes() != src.read_bytes():
             dest = folder / f"{src.stem}-{n}{src.suffix}"
