@@ -30,6 +30,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"  # loopback only, whatever the environment says
+MAX_RSS_GROWTH = 0.10  # server RSS may grow at most 10 % from the 2nd to the last quarter
 
 
 def free_port() -> int:
@@ -137,7 +138,9 @@ class LoadReport:
 
     @property
     def ok(self) -> bool:
-        return self.errors == 0 and self.mismatches == 0 and self.requests > 0
+        """The pass criteria: no errors, no cross-talk, memory flat in the second half."""
+        return (self.errors == 0 and self.mismatches == 0 and self.requests > 0
+                and self.rss_growth <= MAX_RSS_GROWTH)
 
 
 def start_server(port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:

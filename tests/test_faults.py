@@ -147,6 +147,10 @@ def test_deleted_collection_is_named_by_doctor_and_serve_and_rebuild_recovers(ha
     with pytest.raises(RagError) as err:  # what `rag serve` prints as one line before it would start
         Assistant(hash_index)
     assert info.chunks_name in err.value.message and "--rebuild" in err.value.hint
+    assert main(["serve", "--port", "1"]) == 2  # refuses before it listens, one line, no traceback
+    serve_err = capsys.readouterr().err
+    assert serve_err.startswith(f"error: the active index names collection {info.chunks_name}")
+    assert "Traceback" not in serve_err and serve_err.count("\n") == 1
     ingest(hash_index, rebuild=True, progress=False)
     assert Assistant(hash_index).ask("外商投资法第二十一条").citations
     assert _doctor(hash_index, monkeypatch, capsys)[0] == 0
