@@ -96,3 +96,43 @@ def test_ingest_while_answering_switches_without_failing_a_request(hash_index, t
     assert "某园区细则" in {d.title for d in assistant.documents()}
     assert assistant.search("创新券 检测服务", retrievers=("bm25",))[0].chunk.doc_title == "某园区细则"
     assert (Path(hash_index.data_dir) / "active-build").read_text() == assistant.info.build
+
+
+def test_rag_ingest_in_another_process_switches_a_running_server(hash_index, tmp_path):
+    """The deployment case: `rag serve` and `rag ingest` are two processes on one data dir."""
+    import subprocess
+
+    load = _load_module()
+    env = {**os.environ, "RAG_DATA_DIR": str(hash_index.data_dir), "RAG_CACHE_DIR": str(hash_index.cache_dir),
+           "RAG_CORPUS_DIR": str(hash_index.corpus_dir), "RAG_EMBEDDER": "hash"}
+    port = load.free_port()
+    proc = load.start_server(port, env, tmp_path / "server.log")
+    stop = threading.Event()
+    answers: list[tuple[int, list[str]]] = []
+
+    def keep_asking() -> None:
+        while not stop.is_set():
+            status, data, _ = load.post(port, {"question": "M0用地能建住宅吗？"}, 30)
+            answers.append((status, data.get("warnings", []) if isinstance(data, dict) else ["bad JSON"]))
+
+    try:
+        load.wait_healthy(port, proc, 120)
+        asker = threading.Thread(target=keep_asking)
+        asker.start()
+        extra = tmp_path / "extra"
+        extra.mkdir()
+        (extra / "细则.md").write_text("# 某园区细则\n第一条 园区企业可以申请创新券。\n第二条 创新券用于购买检测服务。\n"
+                                      "第三条 本细则自发布之日起施行。\n", encoding="utf-8")
+        subprocess.run([sys.executable, "-m", "rag.cli", "ingest", "--quiet", str(extra)], env=env, check=True,
+                       cwd=REPO_ROOT, capture_output=True, timeout=120)
+        status, data, _ = load.post(port, {"question": "创新券用于购买什么？"}, 30)
+        stop.set()
+        asker.join(timeout=60)
+        assert status == 200 and data["citations"][0]["label"] == "《某园区细则》第二条"
+        assert data["retrieved"][0]["scores"]["dense"] is not None  # the new collection, read across processes
+        assert answers and all(s == 200 and DENSE_UNAVAILABLE not in w for s, w in answers), answers
+        log = (tmp_path / "server.log").read_text()
+        assert "switched from index" in log
+    finally:
+        stop.set()
+        load.stop_server(proc)
