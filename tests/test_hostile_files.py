@@ -149,3 +149,15 @@ def test_llm_that_obeys_the_injection_is_caught_by_the_citation_check(injected):
     assert len(reports) == 3  # the user sees what the check removed and why
     assert any("quote not found" in w for w in reports) and any("[9] names no given clause" in w for w in reports)
     assert result.citations and all(all(q in c.text for q in c.quotes) for c in result.citations)
+
+
+def test_upload_names_and_reasons_reach_the_page_escaped(tmp_path):
+    from ui import render
+
+    hostile = _write(tmp_path / "<img src=x onerror=alert(1)>.exe", b"MZ")
+    html = render.render_error("; ".join(check_upload([str(hostile)])), "remove those files", "both")
+    summary = render.render_upload_summary({"lines": ["<script>alert(2)</script> added"], "skipped": [
+        {"path": "<b>evil</b>.md", "reason": "<i>bad</i>"}]})
+    for page in (html, summary):
+        assert "<img" not in page and "<script" not in page and "<b>evil" not in page and "<i>bad" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;.exe" in html and "&lt;script&gt;" in summary
