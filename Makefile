@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install install-dev run ingest serve test lint eval eval-dev bench vectors clean
+.PHONY: install install-dev run ingest serve test lint eval eval-dev bench vectors load clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,10 @@ vectors: install
 
 bench: ingest
 	$(BIN)/python bench/bench.py
+
+# 16 clients × 50 requests against `rag serve` on a free loopback port (bench/out/load.md).
+load: ingest
+	$(BIN)/python bench/load.py --clients 16 --requests 50
 
 clean:
 	rm -rf .rag .rag-test .rag-regs tests/artifacts

@@ -28,7 +28,7 @@ from .errors import ConfigError
 from .laws import short_title
 from .lexicon import glossary_words, stem_words
 from .models import AskResult, Chunk, Document, ScoredChunk
-from .normalize import NORMALIZER_VERSION, detect_language, normalize_query
+from .normalize import NORMALIZER_VERSION, detect_language, normalize_query, replace_lone_surrogates
 from .retrieve import DEFAULT_RETRIEVERS, ClauseTable, Filters, HybridSearcher
 from .scope import asks_for_figure, has_figure, unknown_names
 from .settings import Settings, from_env
@@ -57,6 +57,12 @@ class DocumentSummary:
     measure_count: int = 0  # （一）…（十六）
 
 
+DENSE_UNAVAILABLE = "dense retrieval unavailable; answered from the keyword (bm25) index only"
+# Queries score the vectors loaded in memory, so a Chroma outage does not touch answers;
+# health says so, because ingest and a reload need the store.
+STORE_UNREACHABLE = "the index store (Chroma) is unreachable; answers continue from the loaded index, ingest needs it"
+
+
 def answer_language(lang: str) -> str:
     return "zh" if lang == "zh" else "en"
 
@@ -79,6 +85,7 @@ class Assistant:
         s = self.settings
         client = store.make_client(s.data_dir, s.chroma_url)
         info = store.require_index(client, s.embedder, NORMALIZER_VERSION)
+        collection = store.get_collection(client, info.chunks_name)  # a deleted one: DamagedIndexError
         chunks, _ = store.read_chunks(client, info)
         docs = store.read_documents(client, info)
         folder = s.data_dir / "lexical" / info.build
@@ -99,14 +106,22 @@ class Assistant:
             hook_lex = lexical.load(folder / "hooks")
         self._embedder = get_embedder(s.embedder)
         english_to_short = {en: short_title(zh) for zh, en in english_law_titles().items()}
-        self.info, self.docs, self.table = info, docs, table
-        self._corpus_text = "\n".join(d.text for d in docs)
-        self._gists = self._load_gists(chunks)
-        self.searcher = HybridSearcher(table, lex, dense, self._embedder, english_to_short,
-                                       self._reranker, hook_lexical=hook_lex)
+        from .ingest import match_hooks
+
+        hook_match = match_hooks(s, chunks)
+        searcher = HybridSearcher(table, lex, dense, self._embedder, english_to_short,
+                                  self._reranker, hook_lexical=hook_lex)
         # Romanised place names of the documents (Ningbo, Daxie) are known English words.
-        self._english_words = (set(lex.vocabulary()) | glossary_words()
-                               | {w for names in self.searcher.romanised.values() for n in names for w in n.split()})
+        english_words = (set(lex.vocabulary()) | glossary_words()
+                         | {w for names in searcher.romanised.values() for n in names for w in n.split()})
+        # Everything is built before anything is replaced: a reload swaps a whole index
+        # while requests keep using the old one (they hold the lock only to search).
+        self._client, self._collection, self.info, self.docs, self.table = client, collection, info, docs, table
+        self._corpus_text = "\n".join(d.text for d in docs)
+        self.hook_match = hook_match
+        self._gists = {key: e.gist_en for key, e in hook_match.by_clause.items()}
+        self._english_words = english_words
+        self.searcher = searcher
         log.info("index %s loaded: %d documents, %d chunks", info.build, len(docs), len(chunks))
 
     def _dense_from_store(self, client, info, table: ClauseTable, folder) -> DenseIndex:
@@ -119,12 +134,6 @@ class Assistant:
         dense.save(folder)
         return dense
 
-    def _load_gists(self, chunks: list[Chunk]) -> dict[tuple[str, int], str]:
-        from .ingest import match_hooks
-
-        self.hook_match = match_hooks(self.settings, chunks)
-        return {key: e.gist_en for key, e in self.hook_match.by_clause.items()}
-
     def hook_coverage(self) -> dict[str, tuple[int, int]]:
         """doc_id → (clauses with question hooks, clauses)."""
         return self.hook_match.coverage(self.table.clauses)
@@ -136,6 +145,31 @@ class Assistant:
     def reload(self) -> None:
         with self._lock:
             self._load()
+
+    def _registry_switched(self) -> bool:
+        """Does the store's registry name another build than the one loaded?"""
+        try:
+            active = store.active_info(self._client)
+        except Exception:
+            return False
+        return active is not None and active.build != self.info.build
+
+    def _reload_if_switched(self, check_registry: bool = False) -> bool:
+        """Called under the lock; True when another build was loaded. A failed reload
+        keeps the index in use answering."""
+        marker = store.read_marker(self.settings.data_dir)
+        # The marker (written right after the switch) is a cheap stat per question; the
+        # registry is asked when the old build's collection was found gone.
+        if not ((marker and marker != self.info.build) or (check_registry and self._registry_switched())):
+            return False
+        old = self.info.build
+        try:
+            self._load()
+        except Exception as exc:
+            log.error("index %s is active but cannot be loaded (%s); still serving %s", marker, exc, old)
+            return False
+        log.warning("switched from index %s to %s", old, self.info.build)
+        return True
 
     # ---- answering ------------------------------------------------------------
 
@@ -155,8 +189,19 @@ class Assistant:
                    retrievers: tuple[str, ...] = DEFAULT_RETRIEVERS,
                    rerank: bool | None = None) -> Iterator[str | AskResult]:
         """Yields answer text pieces as they are produced, then the final AskResult."""
+        notes: list[str] = []  # problems of this answer's retrieval, shown with the answer
+        for piece in self._ask_stream(question, history, k, mode, filters, retrievers, rerank, notes):
+            if isinstance(piece, AskResult):
+                piece.warnings = notes + [w for w in piece.warnings if w not in notes]
+            yield piece
+
+    def _ask_stream(self, question: str, history: list[dict[str, str]] | None, k: int | None,
+                    mode: str | None, filters: Filters | None, retrievers: tuple[str, ...],
+                    rerank: bool | None, notes: list[str]) -> Iterator[str | AskResult]:
         t0 = time.perf_counter()
-        question = (question or "").strip()
+        # Lone surrogates (JSON "\\ud800") cannot be encoded in the answer: U+FFFD instead.
+        question = replace_lone_surrogates(question or "").strip()
+        history = [{**m, "content": replace_lone_surrogates(m.get("content") or "")} for m in history or []]
         if not question:
             raise ConfigError("the question is empty", hint="type a question")
         k = k or self.settings.k
@@ -184,9 +229,17 @@ class Assistant:
         use_rerank = self.reranker_available if rerank is None else (rerank and self.reranker_available)
         t1 = time.perf_counter()
         with self._lock:
+            self._reload_if_switched()
             results = self.searcher.search(q_norm, k=k, filters=filters or Filters(),
                                            retrievers=retrievers, rerank=use_rerank,
                                            extra_query=context_norm)
+            if self.searcher.dense_error and self._reload_if_switched(check_registry=True):
+                # The old build's collection was gone after a switch: ask the new one.
+                results = self.searcher.search(q_norm, k=k, filters=filters or Filters(),
+                                               retrievers=retrievers, rerank=use_rerank,
+                                               extra_query=context_norm)
+            if self.searcher.dense_error:
+                notes.append(DENSE_UNAVAILABLE)
             ref = self.searcher.reference(q_norm) or (
                 self.searcher.reference(context_norm) if context_norm else None)
         t2 = time.perf_counter()
@@ -294,8 +347,17 @@ class Assistant:
         return []
 
     def health(self) -> dict[str, Any]:
+        problem = ""
+        with self._lock:
+            self._reload_if_switched()
+            collection = self._collection
+        try:
+            collection.count()  # one cheap call: the store answers and the collection exists
+        except Exception as exc:
+            problem = f"{STORE_UNREACHABLE}: {type(exc).__name__}: {exc}"[:300]
         return {
-            "status": "ok",
+            "status": "degraded" if problem else "ok",
+            **({"problem": problem} if problem else {}),
             "index": {"build": self.info.build, "documents": len(self.docs), "chunks": len(self.table.chunks),
                       "clauses": len(self.table.clauses), "created": self.info.created,
                       "normalizer": self.info.normalizer},
@@ -308,9 +370,9 @@ class Assistant:
     def add_files(self, paths: list[str]) -> dict[str, Any]:
         from .ingest import ingest
 
+        summary = ingest(self.settings, add_paths=paths, progress=False)  # questions go on meanwhile
         with self._lock:
-            summary = ingest(self.settings, add_paths=paths, progress=False)
-            self._load()
+            self._reload_if_switched(check_registry=True)
         return {"lines": summary.lines(), "added": summary.added, "updated": summary.updated,
                 "skipped": [{"path": s.path, "reason": s.reason} for s in summary.skipped]}
 

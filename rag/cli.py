@@ -112,8 +112,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         checks.append(_hooks_check(s, chunks))
     except RagError as exc:
         checks.append(("index", False, str(exc)))
+    cache_problem = _cache_problem(s.cache_dir / "embeddings.sqlite")
+    if cache_problem:
+        checks.append(("cache", True, cache_problem))
     for name, ok, msg in checks:
-        print(f"{'ok ' if ok else 'FAIL'} {name}: {msg}")
+        print(f"{('warn' if name == 'cache' else 'ok  ') if ok else 'FAIL'} {name}: {msg}")
     return 0 if all(ok for _, ok, _ in checks) else 1
 
 
@@ -160,6 +163,24 @@ def cmd_enrich(args: argparse.Namespace) -> int:
     for line in ingest(s, progress=not args.quiet).lines():
         print(line)
     return 0 if not summary.failed else 1
+
+
+def _cache_problem(path: Path) -> str:
+    """A damaged embedding cache costs time, not answers: reported, not failed."""
+    import sqlite3
+
+    if not path.exists():
+        return ""
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            con.execute("SELECT count(*) FROM emb").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        return (f"embedding cache {path} is unreadable ({exc}) — the next `rag ingest` sets it aside "
+                "and re-embeds (minutes with e5); or delete it")
+    return ""
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -287,11 +308,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from ui.app import serve
+    from ui.app import check_exposure, serve
 
     from .assistant import load_assistant
 
-    serve(load_assistant(_settings(args)), host=args.host, port=args.port, allow_upload=args.allow_upload)
+    s = _settings(args)
+    check_exposure(args.host, s.auth_token, args.insecure)  # before minutes of loading
+    serve(load_assistant(s), host=args.host, port=args.port, allow_upload=args.allow_upload,
+          allow_benchmark=args.allow_benchmark, auth_token=s.auth_token, rate_limit=s.rate_limit,
+          insecure=args.insecure)
     return 0
 
 
@@ -367,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=7860)
     sv.add_argument("--allow-upload", action="store_true", help="let users add documents from the browser")
+    sv.add_argument("--allow-benchmark", action="store_true", help="show the button that runs the dev benchmark")
+    sv.add_argument("--insecure", action="store_true",
+                    help="serve on a non-loopback --host without RAG_AUTH_TOKEN (trusted networks only)")
     sv.set_defaults(func=cmd_serve)
     return p
 

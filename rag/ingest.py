@@ -7,6 +7,7 @@ nothing; any change builds a new collection aside and then switches to it.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import hooks, laws, lexical, store
+from . import faults, hooks, laws, lexical, store
 from . import vectors as shipped
 from .chunk import chunk_document, embedding_text
 from .corruption import Suspect, detect_corruption
@@ -178,8 +179,13 @@ def ingest_lock(data_dir: Path) -> Iterator[None]:
 
 def ingest(settings: Settings, add_paths: list[str] | None = None, rebuild: bool = False,
            progress: bool = True) -> IngestSummary:
-    with ingest_lock(settings.data_dir):
-        return _ingest(settings, add_paths, rebuild, progress)
+    try:
+        with ingest_lock(settings.data_dir):
+            return _ingest(settings, add_paths, rebuild, progress)
+    except PermissionError as exc:
+        raise CorpusError(f"cannot write {exc.filename or settings.data_dir}: permission denied",
+                          hint=f"give this user write access to {settings.data_dir.resolve()} "
+                               "or set RAG_DATA_DIR to a writable folder; the index in use is unchanged") from exc
 
 
 def _ingest(settings: Settings, add_paths: list[str] | None, rebuild: bool,
@@ -203,7 +209,14 @@ def _ingest(settings: Settings, add_paths: list[str] | None, rebuild: bool,
     if not chunks:
         raise CorpusError("nothing to index", hint="check corpus/ and the paths given to rag ingest")
 
-    client = store.make_client(settings.data_dir, settings.chroma_url)
+    try:
+        client = store.make_client(settings.data_dir, settings.chroma_url)
+    except store.DamagedIndexError:
+        if not rebuild or settings.chroma_url:
+            raise
+        aside = store.move_aside(settings.data_dir)
+        summary.warnings.append(f"the damaged index store was moved to {aside}; building a new one")
+        client = store.make_client(settings.data_dir, settings.chroma_url)
     store.remove_leftovers(client)
     get_embedder(settings.embedder)  # an unknown embedder fails before any work
     current = store.active_info(client)
@@ -212,8 +225,15 @@ def _ingest(settings: Settings, add_paths: list[str] | None, rebuild: bool,
     old_chunks: list[Chunk] = []
     old_docs: dict[str, Document] = {}
     if compatible and current is not None:
-        old_chunks, _ = store.read_chunks(client, current)
-        old_docs = {d.doc_id: d for d in store.read_documents(client, current)}
+        try:
+            old_chunks, _ = store.read_chunks(client, current)
+            old_docs = {d.doc_id: d for d in store.read_documents(client, current)}
+        except store.DamagedIndexError as exc:
+            if not rebuild:
+                raise
+            # Nothing of the damaged build is reused; vectors come from the cache.
+            summary.warnings.append(f"the index in use is damaged ({exc.message}); building a new one")
+            compatible, old_chunks, old_docs = False, [], {}
     new_ids = {c.chunk_id for c in chunks}
     old_ids = {c.chunk_id for c in old_chunks}
     new_docs = {d.doc_id: d for d in docs}
@@ -234,23 +254,35 @@ def _ingest(settings: Settings, add_paths: list[str] | None, rebuild: bool,
         summary.seconds = time.perf_counter() - started
         return summary
 
-    vectors = _vectors_for(chunks, client, current if compatible else None, old_ids,
-                           settings, summary, progress)
-    hook_vectors = _hook_vectors(rows, client, current if compatible else None, settings,
-                                 summary, progress)
-    dim = len(next(iter(vectors.values())))
-    build = store.new_build_id()
-    store.write_build(client, build, docs, chunks, vectors, dim)
-    store.write_hooks(client, build, rows, hook_vectors)
-    folder = settings.data_dir / "lexical" / build
-    lexical.build_and_save(chunks, folder)
-    save_hook_lexical(match, folder)
-    DenseIndex.build([c.chunk_id for c in chunks], [vectors[c.chunk_id] for c in chunks], dim,
-                     [r.clause for r in rows], [r.kind for r in rows], hook_vectors).save(folder)
+    try:
+        vectors = _vectors_for(chunks, client, current if compatible else None, old_ids,
+                               settings, summary, progress)
+        hook_vectors = _hook_vectors(rows, client, current if compatible else None, settings,
+                                     summary, progress)
+        dim = len(next(iter(vectors.values())))
+        build = store.new_build_id()
+        store.write_build(client, build, docs, chunks, vectors, dim)
+        store.write_hooks(client, build, rows, hook_vectors)
+        folder = settings.data_dir / "lexical" / build
+        lexical.build_and_save(chunks, folder)
+        save_hook_lexical(match, folder)
+        DenseIndex.build([c.chunk_id for c in chunks], [vectors[c.chunk_id] for c in chunks], dim,
+                         [r.clause for r in rows], [r.kind for r in rows], hook_vectors).save(folder)
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        _discard_partial_build(client)
+        raise CorpusError(
+            f"the disk is full while writing the new index ({exc})",
+            hint=f"free space on the disk of {settings.data_dir.resolve()} and of {settings.cache_dir} "
+                 "(about 3x the size of the data dir), then run rag ingest again; "
+                 "the index in use is unchanged") from exc
     info = store.IndexInfo(build=build, embedder=settings.embedder, normalizer=NORMALIZER_VERSION,
                            dim=dim, created=time.time(), documents=len(docs), chunks=len(chunks),
                            hooks=len(rows), hooks_fingerprint=fingerprint)
+    faults.point("switch")
     store.activate(client, info)
+    store.write_marker(settings.data_dir, build)
     lexical.remove_other_builds(settings.data_dir / "lexical", keep=build)
     remember_sources(settings.data_dir, sources)
     summary.changed = True
@@ -302,6 +334,25 @@ def _hook_vectors(rows: list[hooks.HookRow], client, current, settings: Settings
     return [found[k] for k in keys]
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC from Python, or the same condition reported by SQLite/Chroma as text."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        text = str(exc).lower()
+        if "no space left" in text or "disk is full" in text or "database or disk is full" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
+def _discard_partial_build(client) -> None:
+    try:
+        store.remove_leftovers(client)
+    except Exception as exc:  # the disk may still be full: the next ingest cleans up
+        log.warning("could not remove the unfinished build yet: %s", exc)
+
+
 def _vectors_for(chunks: list[Chunk], client, current, old_ids: set[str], settings: Settings,
                  summary: IngestSummary, progress: bool) -> dict[str, list[float]]:
     """Each chunk's vector from, in order: the index in use, the shipped vectors, the
@@ -330,8 +381,12 @@ def vectors_for_texts(texts: list[str], settings: Settings, progress: bool,
         rest = [t for t in unique if t not in found]
         found.update(cache.get_many(rest))
         missing = [t for t in rest if t not in found]
+        def keep(pairs: list[tuple[str, list[float]]]) -> None:
+            cache.put_many(pairs)
+            faults.point("embedding")  # tests kill an ingest here (RAG_FAULT_KILL_AT)
+
         embedded = embed_texts(missing, settings.embedder, settings.embed_workers,
-                               on_batch=cache.put_many, progress=progress, desc=desc)
+                               on_batch=keep, progress=progress, desc=desc)
         found.update(zip(missing, embedded, strict=True))
     finally:
         cache.close()

@@ -32,6 +32,12 @@ _CONVERT_HINTS = {
     **dict.fromkeys((".xlsx", ".xls", ".csv"), "copy the text into a .docx or .txt file"),
     ".pptx": "export it as PDF",
 }
+# Limits against hostile files (documented in the README): a .docx is a zip whose
+# parts may expand a thousandfold, a PDF may declare millions of pages.
+MAX_DOCX_UNCOMPRESSED = 100_000_000  # bytes, all parts together
+MAX_DOCX_RATIO = 200  # uncompressed / compressed size of the whole archive
+MAX_PDF_PAGES = 2_000
+MAX_TEXT_CHARS = 5_000_000  # characters of text from one file
 _BAD_CHAR_SHARE = 0.01  # legitimate text has essentially no U+FFFD or control characters
 _MAX_TITLE_CHARS = 60
 
@@ -274,8 +280,40 @@ def _trim_blank_lines(text: str) -> str:
     return re.sub(r"\A(?:[ \t\u3000]*\r?\n)+", "", text).rstrip()
 
 
+def check_content(suffix: str, data: bytes) -> None:
+    """The bytes must be what the name says: a renamed file is refused, not parsed.
+    (Binary data named .txt is left to the decoder, which says it cannot decode it.)"""
+    is_zip, is_pdf = data.startswith(b"PK\x03\x04"), b"%PDF-" in data[:1024]
+    if suffix == ".docx" and not is_zip:
+        raise CorpusError("not a readable .docx file (its content is not a Word document)",
+                          hint="save it from Word or LibreOffice as .docx, or give it its real extension")
+    if suffix == ".pdf" and not is_pdf:
+        raise CorpusError("not a readable PDF (its content is not a PDF)",
+                          hint="export it as PDF again, or give it its real extension")
+    if suffix not in (".docx", ".pdf") and (is_zip or is_pdf):
+        kind = "a ZIP/Office file" if is_zip else "a PDF"
+        raise CorpusError(f"the file is named {suffix} but holds {kind}, not text",
+                          hint="give it its real extension")
+
+
+def _check_zip_limits(path: Path) -> None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            expanded = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise CorpusError(f"not a readable .docx file ({type(exc).__name__})",
+                          hint="open it in Word or LibreOffice and save it as .docx again") from exc
+    compressed = max(1, path.stat().st_size)
+    if expanded > MAX_DOCX_UNCOMPRESSED or expanded / compressed > MAX_DOCX_RATIO:
+        raise CorpusError(
+            f"the .docx expands to {expanded / 1e6:.0f} MB ({expanded / compressed:.0f}x its size); "
+            f"the limits are {MAX_DOCX_UNCOMPRESSED / 1e6:.0f} MB and {MAX_DOCX_RATIO}x",
+            hint="remove embedded media or split the document")
+
+
 def _read_docx(path: Path) -> tuple[str, str]:
     """Paragraphs and table rows in document order → (Title-style paragraph, text)."""
+    _check_zip_limits(path)
     import docx
     from docx.opc.exceptions import PackageNotFoundError
     from docx.table import Table
@@ -313,6 +351,9 @@ def _read_pdf(path: Path) -> str:
         reader = PdfReader(str(path))
         # An empty user password only restricts permissions; such PDFs open normally.
         locked = reader.is_encrypted and not reader.decrypt("")
+        if not locked and len(reader.pages) > MAX_PDF_PAGES:
+            raise CorpusError(f"the PDF has {len(reader.pages)} pages; the limit is {MAX_PDF_PAGES}",
+                              hint="split it into smaller PDFs")
         pages = [] if locked else [page.extract_text() or "" for page in reader.pages]
     except (PyPdfError, ValueError, KeyError, TypeError, NotImplementedError) as exc:
         # pypdf reports corrupt files with a variety of exception types.
@@ -395,6 +436,7 @@ def load_file(path: str | Path, *, max_bytes: int = 20_000_000) -> LoadedFile:
     data = _read_bytes(path, max_bytes)
     if not data.strip():
         raise CorpusError("the file is empty", hint="add text to it or leave it out")
+    check_content(".html" if suffix == ".htm" else suffix, data)
     meta: dict[str, str] = {}
     title = ""
     if suffix in _TEXT_SUFFIXES:
@@ -409,6 +451,9 @@ def load_file(path: str | Path, *, max_bytes: int = 20_000_000) -> LoadedFile:
     text = _trim_blank_lines(text)
     if not text.strip():
         raise CorpusError("the file has no text", hint="add text to it or leave it out")
+    if len(text) > MAX_TEXT_CHARS:
+        raise CorpusError(f"the file holds {len(text):,} characters of text; the limit is {MAX_TEXT_CHARS:,}",
+                          hint="split it into smaller files")
     return LoadedFile(
         path=str(path),
         title=meta.get("title") or title or title_from_first_line(text) or title_from_name(path),

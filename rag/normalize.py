@@ -165,8 +165,17 @@ def join_broken_lines(text: str) -> str:
     return "\n".join(out_lines)
 
 
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def replace_lone_surrogates(text: str) -> str:
+    """U+FFFD for lone surrogates (from JSON "\\ud800"): no codec can encode them."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
 def normalize_text(text: str) -> str:
     """The one normal form of corpus text and queries."""
+    text = replace_lone_surrogates(text)
     text = strip_pinyin_annotations(text)
     text = safe_nfkc(text)
     text = to_simplified(text)
@@ -181,7 +190,7 @@ def normalize_query(text: str) -> str:
 
 def fold_for_match(text: str) -> str:
     """Folding for evidence matching: NFKC, t2s, ％→%, no whitespace or punctuation."""
-    text = unicodedata.normalize("NFKC", text).replace("％", "%")
+    text = unicodedata.normalize("NFKC", replace_lone_surrogates(text)).replace("％", "%")
     text = to_simplified(text)
     # % carries meaning in figures such as 15%, so it survives the folding.
     return "".join(ch for ch in text if ch.isalnum() or ch == "%").lower()

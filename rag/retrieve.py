@@ -175,6 +175,9 @@ class HybridSearcher:
         for c in table.chunks:
             self._clause_chunks.setdefault(clause_key_of(c), []).append(c.chunk_id)
         self._position_cache: dict[int, dict[str, int]] = {}
+        # Why the dense side failed in the last search ("" = it worked); callers read it
+        # under the same lock as the search.
+        self.dense_error = ""
 
     def _mask(self, filters: Filters, which: str = "lexical") -> np.ndarray:
         if (which, filters) not in self._mask_cache:
@@ -224,12 +227,21 @@ class HybridSearcher:
             rankings["bm25"], raw["bm25"] = self._to_clauses(hits)
         hook_dense = "hooks" in retrievers or "hooks-dense" in retrievers
         hook_lex = "hooks" in retrievers or "hooks-lex" in retrievers
+        self.dense_error = ""
+        vec: np.ndarray | None = None
         if "dense" in retrievers:
             # English questions also carry the Chinese terms of the glossary, which
             # pulls the multilingual embedding towards the Chinese clauses.
             terms = " ".join(translate_terms(query)) if re.search(r"[A-Za-z]{3}", query) else ""
-            vec = np.asarray(self.embedder.embed_query(f"{extra_query} {query} {terms}".strip()),
-                             dtype=np.float32)
+            try:
+                vec = np.asarray(self.embedder.embed_query(f"{extra_query} {query} {terms}".strip()),
+                                 dtype=np.float32)
+            except Exception as exc:  # the embedder failed: the lexical side still answers
+                log.warning("dense retrieval failed: %s", exc)
+                self.dense_error = f"{type(exc).__name__}: {exc}"[:300]
+                if "bm25" not in retrievers:
+                    raise
+        if vec is not None:
             cosines = self.dense.chunk_scores(vec)
             chunk_mask = self._mask(filters, "dense")
             top = top_indices(cosines, CANDIDATES, chunk_mask)

@@ -42,6 +42,8 @@ class Settings:
     llm_base_url: str = ""
     llm_api_key: str = ""
     llm_max_context_tokens: int = 3000
+    auth_token: str = field(default="", repr=False)  # rag serve: Bearer token for the API, UI password
+    rate_limit: int = 60  # rag serve: /api/ask requests per minute per client address; 0 = off
 
     @property
     def laws_manifest(self) -> Path:
@@ -65,6 +67,7 @@ _ENV = {
     "reranker": "RAG_RERANKER", "abstain_threshold": "RAG_ABSTAIN_THRESHOLD", "llm": "RAG_LLM",
     "llm_model": "RAG_LLM_MODEL", "llm_base_url": "OPENAI_BASE_URL",
     "llm_api_key": "OPENAI_API_KEY", "llm_max_context_tokens": "RAG_LLM_MAX_CONTEXT_TOKENS",
+    "auth_token": "RAG_AUTH_TOKEN", "rate_limit": "RAG_RATE_LIMIT",
 }
 ENV_DOC = {
     "RAG_DATA_DIR": "where the index, caches and remembered sources live (default .rag)",
@@ -83,6 +86,8 @@ ENV_DOC = {
     "OPENAI_BASE_URL": "endpoint for llm mode, e.g. http://127.0.0.1:11434/v1 for Ollama",
     "OPENAI_API_KEY": "key for llm mode",
     "RAG_LLM_MAX_CONTEXT_TOKENS": "token budget of the clauses given to the model (default 3000)",
+    "RAG_AUTH_TOKEN": "rag serve: API needs 'Authorization: Bearer <token>', the UI asks for it; needed off loopback",
+    "RAG_RATE_LIMIT": "rag serve: /api/ask requests per minute per client address (default 60, 0 = off)",
 }
 
 
@@ -115,6 +120,8 @@ def from_env(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
     if settings.embed_workers < 0:
         raise ConfigError(f"RAG_EMBED_WORKERS={settings.embed_workers} is negative",
                           hint="use 0 (one per core), 1 (no worker processes) or more")
+    if settings.rate_limit < 0:
+        raise ConfigError(f"RAG_RATE_LIMIT={settings.rate_limit} is negative", hint="use 0 (off) or a positive number")
     if settings.token_cap < 50:
         raise ConfigError(f"token cap {settings.token_cap} is too small", hint="use at least 50")
     return settings

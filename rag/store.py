@@ -15,13 +15,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, IndexMismatchError, IndexNotFoundError
+from . import faults
+from .errors import ConfigError, IndexMismatchError, IndexNotFoundError, RagError
 from .models import Chunk, Document
 
 log = logging.getLogger(__name__)
 
 REGISTRY = "rag_registry"
 _BATCH = 1000
+# Every call to a Chroma server gives up after this long (the embedded store has no network).
+CHROMA_TIMEOUT_S = 10.0
+ACTIVE_MARKER = "active-build"  # <data_dir>/active-build: the build id, rewritten at each switch
 
 
 @dataclass(frozen=True)
@@ -62,13 +66,67 @@ def make_client(data_dir: Path, chroma_url: str = ""):
             raise ConfigError(f"RAG_CHROMA_URL={chroma_url!r} is not http://host:port",
                               hint="e.g. RAG_CHROMA_URL=http://127.0.0.1:8000")
         try:
-            return chromadb.HttpClient(host=url.hostname, port=url.port,
-                                       ssl=url.scheme == "https", settings=settings)
+            client = chromadb.HttpClient(host=url.hostname, port=url.port,
+                                         ssl=url.scheme == "https", settings=settings)
+            _set_timeout(client, CHROMA_TIMEOUT_S)
+            return client
         except Exception as exc:
             raise ConfigError(f"cannot reach the Chroma server at {chroma_url}: {exc}",
                               hint="start it with `chroma run --path DIR --port N` or unset RAG_CHROMA_URL") from exc
     data_dir.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(data_dir / "chroma"), settings=settings)
+    try:
+        return chromadb.PersistentClient(path=str(data_dir / "chroma"), settings=settings)
+    except Exception as exc:  # a damaged or foreign chroma.sqlite3
+        _forget_system(str(data_dir / "chroma"))
+        raise DamagedIndexError(
+            f"the index store {data_dir / 'chroma'} cannot be opened ({type(exc).__name__}: {str(exc)[:160]})",
+            hint="rebuild it with `rag ingest --rebuild` (the damaged store is moved aside)") from exc
+
+
+def _forget_system(path: str) -> None:
+    # chromadb caches a system per path before starting it; a failed start stays cached
+    # and would fail every later client of that path in this process.
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    for key in [k for k in SharedSystemClient._identifier_to_system if k == path or k.endswith(path)]:
+        SharedSystemClient._identifier_to_system.pop(key, None)
+
+
+class DamagedIndexError(RagError):
+    """The store exists but cannot be read: a rebuild is the fix."""
+
+
+def move_aside(data_dir: Path) -> Path:
+    """Keep a damaged embedded store for inspection and make room for a fresh one."""
+    target = data_dir / f"chroma.damaged-{time.strftime('%Y%m%d%H%M%S')}"
+    (data_dir / "chroma").rename(target)
+    return target
+
+
+def _set_timeout(client, seconds: float) -> None:
+    # chromadb's HTTP client waits forever (httpx timeout=None): a hung server would
+    # hang every question with it.
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(seconds, connect=min(seconds, 3.0))
+    else:
+        log.warning("cannot set a timeout on the Chroma client; calls may wait long")
+
+
+def write_marker(data_dir: Path, build: str) -> None:
+    """Tell running servers on this machine that another build is now active."""
+    tmp = data_dir / (ACTIVE_MARKER + ".tmp")
+    tmp.write_text(build, encoding="utf-8")
+    tmp.replace(data_dir / ACTIVE_MARKER)
+
+
+def read_marker(data_dir: Path) -> str:
+    try:
+        return (data_dir / ACTIVE_MARKER).read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
 
 
 def _registry(client):
@@ -125,6 +183,7 @@ def write_build(client, build: str, docs: list[Document], chunks: list[Chunk],
         chunk_col.add(ids=[c.chunk_id for c in batch], documents=[c.text for c in batch],
                       metadatas=[c.metadata() for c in batch],
                       embeddings=[vectors[c.chunk_id] for c in batch])
+        faults.point("chroma")
     doc_col = client.create_collection(f"docs_{build}")
     # Document records need no search; a constant vector satisfies Chroma.
     unit = [1.0] + [0.0] * (dim - 1)
@@ -200,8 +259,19 @@ def _doc_meta(d: Document) -> dict[str, Any]:
     return data
 
 
+def get_collection(client, name: str):
+    """A collection the registry names; its absence means a damaged index, not a bug."""
+    try:
+        return client.get_collection(name)
+    except Exception as exc:
+        raise DamagedIndexError(
+            f"the active index names collection {name}, which the store does not have "
+            f"({type(exc).__name__}: {str(exc)[:120]})",
+            hint="rebuild it with `rag ingest --rebuild`") from exc
+
+
 def read_chunks(client, info: IndexInfo, with_vectors: bool = False) -> tuple[list[Chunk], dict[str, list[float]]]:
-    col = client.get_collection(info.chunks_name)
+    col = get_collection(client, info.chunks_name)
     include = ["documents", "metadatas"] + (["embeddings"] if with_vectors else [])
     chunks: list[Chunk] = []
     vectors: dict[str, list[float]] = {}
@@ -217,7 +287,7 @@ def read_chunks(client, info: IndexInfo, with_vectors: bool = False) -> tuple[li
 
 
 def read_documents(client, info: IndexInfo) -> list[Document]:
-    col = client.get_collection(info.docs_name)
+    col = get_collection(client, info.docs_name)
     got = col.get(include=["documents", "metadatas"])
     docs = [Document(text=got["documents"][i], **got["metadatas"][i]) for i in range(len(got["ids"]))]
     return sorted(docs, key=lambda d: d.doc_id)

@@ -1,14 +1,20 @@
 """The JSON API served beside the Gradio UI: POST /api/ask and GET /api/health.
 
 Errors are always {"error": message, "hint": hint} so scripts can show them the
-way the CLI does: 422 for input the API cannot accept, 503 while the index is
-missing or stale (the operator has to build it), 500 for anything else.
+way the CLI does: 400/413/422 for input the API cannot accept, 401 without the
+token (when RAG_AUTH_TOKEN is set), 429 over the rate limit, 503 while the index
+is missing or stale (the operator has to build it), 500 for anything else.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import math
+import threading
+import time
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -23,16 +29,22 @@ log = logging.getLogger(__name__)
 MODES = ("extractive", "llm")
 K_RANGE = (1, 20)
 MAX_QUESTION_CHARS = 2000
+MAX_BODY_BYTES = 64 * 1024  # a question, 40 turns of history and filters fit with room to spare
+MAX_HISTORY_TURNS = 40  # only the last turns matter for a follow-up
+FILTER_KEYS = ("doc_ids", "doc_types", "in_force_only")
+DEFAULT_RATE_LIMIT = 60  # requests per minute per client address (RAG_RATE_LIMIT)
 
 
 class BadRequest(Exception):
-    def __init__(self, message: str, hint: str = "", status: int = 422) -> None:
+    def __init__(self, message: str, hint: str = "", status: int = 422,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.message, self.hint, self.status = message, hint, status
+        self.message, self.hint, self.status, self.headers = message, hint, status, headers
 
 
-def error_response(status: int, message: str, hint: str = "") -> JSONResponse:
-    return JSONResponse({"error": message, "hint": hint}, status_code=status)
+def error_response(status: int, message: str, hint: str = "",
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "hint": hint}, status_code=status, headers=headers)
 
 
 def rag_error_status(exc: RagError) -> int:
@@ -41,8 +53,25 @@ def rag_error_status(exc: RagError) -> int:
     return 503 if isinstance(exc, IndexNotFoundError | IndexMismatchError) else 500
 
 
-def parse_ask(body: Any, llm_available: bool) -> dict[str, Any]:
-    """Validate a POST /api/ask body into keyword arguments for Assistant.ask."""
+def check_text(name: str, text: str) -> None:
+    """Refuse text no codec can carry (lone surrogates) and control characters:
+    they are never part of a real question and would otherwise surface deep inside."""
+    for i, ch in enumerate(text):
+        code = ord(ch)
+        if 0xD800 <= code <= 0xDFFF:
+            raise BadRequest(f"{name} holds invalid Unicode (a lone surrogate U+{code:04X} at position {i})",
+                             "send the text as valid UTF-8")
+        if (code < 0x20 and ch not in "\t\n\r") or 0x7F <= code <= 0x9F:
+            what = "a NUL character" if code == 0 else f"a control character U+{code:04X}"
+            raise BadRequest(f"{name} holds {what} at position {i}", "remove control characters and send again")
+
+
+def parse_ask(body: Any, llm_available: bool,
+              known_docs: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Validate a POST /api/ask body into keyword arguments for Assistant.ask.
+
+    `known_docs` (doc_id → doc_type) lets filters naming no document fail loudly
+    instead of silently filtering everything away."""
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object",
                          'send {"question": "...", "k": 5, "mode": "extractive"}')
@@ -51,6 +80,7 @@ def parse_ask(body: Any, llm_available: bool) -> dict[str, Any]:
         raise BadRequest("question is missing or empty", 'send {"question": "M0用地能建住宅吗？"}')
     if len(question) > MAX_QUESTION_CHARS:
         raise BadRequest(f"question is longer than {MAX_QUESTION_CHARS} characters", "ask a shorter question")
+    check_text("question", question)
     k = body.get("k", 5)
     if isinstance(k, bool) or not isinstance(k, int) or not K_RANGE[0] <= k <= K_RANGE[1]:
         raise BadRequest(f"k must be an integer from {K_RANGE[0]} to {K_RANGE[1]}", "k is the number of clauses to retrieve, e.g. 5")
@@ -59,32 +89,133 @@ def parse_ask(body: Any, llm_available: bool) -> dict[str, Any]:
         raise BadRequest(f"unknown mode {mode!r}", f"use one of: {', '.join(MODES)}")
     if mode == "llm" and not llm_available:
         raise BadRequest("mode 'llm' is not configured on this server", "use mode 'extractive'", status=400)
-    history = body.get("history") or []
+    history = _parse_history(body.get("history"))
+    filters = _parse_filters(body.get("filters"), known_docs)
+    return {"question": question.strip(), "history": history, "k": k, "mode": mode, "filters": filters}
+
+
+def _parse_history(history: Any) -> list[dict[str, str]]:
+    history = history or []
     if not isinstance(history, list) or not all(
         isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)
         for m in history
     ):
         raise BadRequest("history must be a list of {role: user|assistant, content: str}",
                          "send the previous turns, or omit history")
-    filters = body.get("filters")
-    if filters is not None and not isinstance(filters, dict):
-        raise BadRequest("filters must be an object", '{"doc_ids": [], "doc_types": [], "in_force_only": true}')
+    if len(history) > MAX_HISTORY_TURNS:
+        raise BadRequest(f"history has {len(history)} turns; at most {MAX_HISTORY_TURNS} are accepted",
+                         f"send only the last {MAX_HISTORY_TURNS} turns")
+    for i, m in enumerate(history):
+        check_text(f"history[{i}].content", m["content"])
+    return [{"role": m["role"], "content": m["content"]} for m in history]
+
+
+def _parse_filters(filters: Any, known_docs: Mapping[str, str] | None) -> Filters:
+    example = '{"doc_ids": [], "doc_types": [], "in_force_only": true}'
+    if filters is None:
+        return Filters()
+    if not isinstance(filters, dict):
+        raise BadRequest("filters must be an object", example)
+    unknown = sorted(set(filters) - set(FILTER_KEYS))
+    if unknown:
+        raise BadRequest(f"unknown filter {', '.join(map(repr, unknown))}",
+                         f"filters accepts only {', '.join(FILTER_KEYS)}")
     for name in ("doc_ids", "doc_types"):
-        value = (filters or {}).get(name)
+        value = filters.get(name)
         if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
             raise BadRequest(f"filters.{name} must be a list of strings")
-    in_force = (filters or {}).get("in_force_only")
+    in_force = filters.get("in_force_only")
     if in_force is not None and not isinstance(in_force, bool):
         raise BadRequest("filters.in_force_only must be true or false")
+    if known_docs is not None:
+        missing = [d for d in filters.get("doc_ids") or [] if d not in known_docs]
+        if missing:
+            raise BadRequest(f"unknown document {', '.join(map(repr, missing))} in filters.doc_ids",
+                             "see `rag corpus list` for the doc_ids; known: " + _sample(known_docs))
+        types = set(known_docs.values())
+        missing = [t for t in filters.get("doc_types") or [] if t not in types]
+        if missing:
+            raise BadRequest(f"unknown document type {', '.join(map(repr, missing))} in filters.doc_types",
+                             "known types: " + ", ".join(sorted(types)))
     try:
-        parsed = Filters.from_dict(filters)
+        return Filters.from_dict(filters)
     except (TypeError, ValueError) as exc:
         raise BadRequest(f"invalid filters: {exc}") from exc
-    return {"question": question.strip(), "history": history, "k": k, "mode": mode, "filters": parsed}
 
 
-def add_api_routes(app: FastAPI, assistant: Any) -> None:
+def _sample(known: Mapping[str, str], n: int = 8) -> str:
+    ids = sorted(known)
+    return ", ".join(ids[:n]) + (f" … ({len(ids)} in all)" if len(ids) > n else "")
+
+
+def known_documents(assistant: Any) -> dict[str, str] | None:
+    try:
+        return {d.doc_id: d.doc_type for d in assistant.documents()}
+    except RagError:
+        return None  # no index: ask() itself reports that
+
+
+# --------------------------------------------------------------------------- access
+
+
+def token_matches(given: str, token: str) -> bool:
+    # compare_digest: the time taken does not tell how much of the token was right.
+    return hmac.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8"))
+
+
+def bearer_ok(request: Request, token: str) -> bool:
+    if not token:
+        return True
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and token_matches(given.strip(), token)
+
+
+class RateLimiter:
+    """A token bucket per client address: `per_minute` requests, refilled continuously."""
+
+    def __init__(self, per_minute: int, clock: Any = time.monotonic) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, client: str) -> float:
+        """0 when the request may go ahead, else the seconds to wait."""
+        if self.capacity <= 0:
+            return 0.0
+        now = self._clock()
+        with self._lock:
+            tokens, last = self._buckets.get(client, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[client] = (tokens - 1.0, now)
+                if len(self._buckets) > 10_000:  # bounded memory under many addresses
+                    self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 60}
+                return 0.0
+            self._buckets[client] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body, refused as soon as it passes `limit` (a declared or a streamed length)."""
+    declared = request.headers.get("content-length", "")
+    too_big = BadRequest(f"the request body is larger than {limit} bytes",
+                         f"questions are at most {MAX_QUESTION_CHARS} characters and history "
+                         f"at most {MAX_HISTORY_TURNS} turns", status=413)
+    if declared.isdigit() and int(declared) > limit:
+        raise too_big
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > limit:
+            raise too_big
+    return bytes(body)
+
+
+def add_api_routes(app: FastAPI, assistant: Any, *, auth_token: str = "", rate_limit: int = 0) -> None:
     """Register the JSON routes; they must be added before Gradio is mounted at '/'."""
+    limiter = RateLimiter(rate_limit)
 
     # The body is parsed by hand so that malformed JSON gets the same error shape
     # as any other bad input; the answer itself runs in the thread pool so a slow
@@ -92,15 +223,27 @@ def add_api_routes(app: FastAPI, assistant: Any) -> None:
     @app.post("/api/ask")
     async def api_ask(request: Request) -> Any:
         try:
+            if not bearer_ok(request, auth_token):
+                raise BadRequest("missing or wrong token", "send the header Authorization: Bearer <RAG_AUTH_TOKEN>",
+                                 status=401, headers={"WWW-Authenticate": "Bearer"})
+            wait = limiter.check(request.client.host if request.client else "?")
+            if wait:
+                raise BadRequest(f"more than {rate_limit} requests per minute from this client",
+                                 f"retry after {math.ceil(wait)} s", status=429,
+                                 headers={"Retry-After": str(math.ceil(wait))})
+            raw = await read_body(request)
             try:
-                payload = json.loads(await request.body() or b"null")
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise BadRequest(f"the body is not valid JSON: {exc}", "send application/json", status=400) from exc
-            kwargs = parse_ask(payload, bool(assistant.llm_available))
+                payload = json.loads(raw or b"null")
+            except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, absurd nesting or digits
+                raise BadRequest(f"the body is not valid JSON: {str(exc)[:200]}", "send application/json",
+                                 status=400) from exc
+            wants_docs = isinstance(payload, dict) and isinstance(payload.get("filters"), dict)
+            known = await run_in_threadpool(known_documents, assistant) if wants_docs else None
+            kwargs = parse_ask(payload, bool(assistant.llm_available), known)
             result = await run_in_threadpool(assistant.ask, **kwargs)
             return JSONResponse(result.to_dict())
         except BadRequest as exc:
-            return error_response(exc.status, exc.message, exc.hint)
+            return error_response(exc.status, exc.message, exc.hint, exc.headers)
         except RagError as exc:
             log.warning("ask failed: %s", exc)
             return error_response(rag_error_status(exc), exc.message, exc.hint)
@@ -109,10 +252,16 @@ def add_api_routes(app: FastAPI, assistant: Any) -> None:
             return error_response(500, "internal error while answering", "see the server log")
 
     @app.get("/api/health")
-    async def api_health() -> Any:
+    async def api_health(request: Request) -> Any:
         try:
-            return JSONResponse(await run_in_threadpool(assistant.health))
+            health = await run_in_threadpool(assistant.health)
+            if not bearer_ok(request, auth_token):
+                # Without the token the caller learns only whether to send traffic.
+                return JSONResponse({"status": health.get("status", "ok")})
+            return JSONResponse(health)
         except RagError as exc:
+            if not bearer_ok(request, auth_token):
+                return JSONResponse({"status": "unavailable"}, status_code=rag_error_status(exc))
             return error_response(rag_error_status(exc), exc.message, exc.hint)
         except Exception:
             log.exception("health check failed")

@@ -19,8 +19,10 @@ from typing import Any
 import gradio as gr
 from fastapi import FastAPI
 
+from rag.errors import ConfigError
+
 from . import chat, render, tabs
-from .api import add_api_routes
+from .api import add_api_routes, token_matches
 from .labels import label, relabel_updates
 
 log = logging.getLogger(__name__)
@@ -104,7 +106,7 @@ mark.term { background: #bfdbfe; }
 """
 
 
-def build_blocks(assistant: Any, allow_upload: bool = False) -> gr.Blocks:
+def build_blocks(assistant: Any, allow_upload: bool = False, allow_benchmark: bool = False) -> gr.Blocks:
     with gr.Blocks(title=TITLE, analytics_enabled=False) as blocks:
         with gr.Row(equal_height=True):
             gr.HTML('<div id="app-title"><h1>国家级经开区政策问答 · ETDZ Policy Q&amp;A</h1>'
@@ -124,7 +126,7 @@ def build_blocks(assistant: Any, allow_upload: bool = False) -> gr.Blocks:
             with gr.Tab("语料 Corpus", id="corpus", elem_id="corpus-tab"):
                 corpus_parts = tabs.build_corpus_tab(assistant, lang_choice)
             with gr.Tab("基准 Benchmark", id="benchmark"):
-                bench_parts, bench_outputs = tabs.build_benchmark_tab(assistant, DEV_SPLIT)
+                bench_parts, bench_outputs = tabs.build_benchmark_tab(assistant, DEV_SPLIT, allow_benchmark)
             upload_parts: dict[str, Any] = {}
             if allow_upload:
                 with gr.Tab("上传 Upload", id="upload"):
@@ -141,28 +143,53 @@ def build_blocks(assistant: Any, allow_upload: bool = False) -> gr.Blocks:
     return blocks
 
 
-def build_app(assistant: Any, allow_upload: bool = False) -> FastAPI:
-    """The ASGI app: /api/ask and /api/health, with the Gradio UI mounted at /."""
-    blocks = build_blocks(assistant, allow_upload)
+def build_app(assistant: Any, allow_upload: bool = False, *, allow_benchmark: bool = False,
+              auth_token: str = "", rate_limit: int = 0) -> FastAPI:
+    """The ASGI app: /api/ask and /api/health, with the Gradio UI mounted at /.
+
+    With `auth_token` the API needs `Authorization: Bearer <token>` and the UI a
+    login whose password is the token; `rate_limit` is requests per minute per
+    client address on /api/ask (0 = off)."""
+    blocks = build_blocks(assistant, allow_upload, allow_benchmark)
     # Swagger/ReDoc pages load their scripts from a CDN, which offline machines
     # cannot reach; the schema itself stays available.
     app = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
-    add_api_routes(app, assistant)
+    add_api_routes(app, assistant, auth_token=auth_token, rate_limit=rate_limit)
+    login: dict[str, Any] = {}
+    if auth_token:
+        login = {"auth": lambda _user, password: token_matches(password or "", auth_token),
+                 "auth_message": "Enter the server's access token (RAG_AUTH_TOKEN) as the password; "
+                                 "any user name. 请输入访问令牌（RAG_AUTH_TOKEN）作为密码。"}
     return gr.mount_gradio_app(
-        app, blocks, path="/", theme=THEME, css=CSS, footer_links=["api"], ssr_mode=False,
+        app, blocks, path="/", theme=THEME, css=CSS, footer_links=["api"], ssr_mode=False, **login,
         mcp_server=False, allowed_paths=None, show_error=False,
         # The upload route exists in every Gradio app; keep it useless when uploads are off.
         max_file_size="10mb" if allow_upload else "1kb",
     )
 
 
-def serve(assistant: Any, *, host: str = "127.0.0.1", port: int = 7860, allow_upload: bool = False) -> None:
+def check_exposure(host: str, auth_token: str, insecure: bool) -> None:
+    """Refuse to put an unauthenticated assistant on a non-loopback address."""
+    if _is_loopback(host) or auth_token:
+        return
+    if not insecure:
+        raise ConfigError(
+            f"refusing to serve on {host} without RAG_AUTH_TOKEN: anyone who can reach this address "
+            "could use the assistant",
+            hint="set RAG_AUTH_TOKEN=<a long random secret>, or bind --host 127.0.0.1, "
+                 "or pass --insecure if the network is trusted")
+    log.warning("serving on %s with no authentication (--insecure); anyone who can reach it can use it", host)
+
+
+def serve(assistant: Any, *, host: str = "127.0.0.1", port: int = 7860, allow_upload: bool = False,
+          allow_benchmark: bool = False, auth_token: str = "", rate_limit: int = 0,
+          insecure: bool = False) -> None:
     """Serve the UI and the API until interrupted (blocking)."""
     import uvicorn
 
-    if not _is_loopback(host):
-        log.warning("serving on %s: the app has no authentication; anyone who can reach it can use it", host)
-    app = build_app(assistant, allow_upload=allow_upload)
+    check_exposure(host, auth_token, insecure)
+    app = build_app(assistant, allow_upload=allow_upload, allow_benchmark=allow_benchmark,
+                    auth_token=auth_token, rate_limit=rate_limit)
     log.info("web app on http://%s:%d (API: /api/ask, /api/health)", host, port)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
 

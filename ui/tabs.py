@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ import gradio as gr
 
 from rag.assistant import Filters
 from rag.errors import RagError
+from rag.loaders import check_content
 
 from . import render
 from .labels import label
@@ -242,11 +244,14 @@ def compare_with_latest(choice: str | None, folder: Path | None = None) -> str:
     return render_comparison(result)
 
 
-def build_benchmark_tab(assistant: Any, dev_path: Path) -> tuple[dict[str, Any], list[Any]]:
+def build_benchmark_tab(assistant: Any, dev_path: Path,
+                        allow_run: bool = False) -> tuple[dict[str, Any], list[Any]]:
+    """The report; the run button (minutes of CPU per click) only when the operator allows it."""
     text, chart = load_report()
     with gr.Row():
         refresh_btn = gr.Button(label("refresh"), scale=1)
-        run_btn = gr.Button(label("run_bench"), variant="primary", scale=2, elem_id="run-bench")
+        run_btn = gr.Button(label("run_bench"), variant="primary", scale=2, elem_id="run-bench",
+                            visible=allow_run)
     status = gr.HTML(js_on_load=None, elem_id="bench-status")
     # The chart first: the report ends with a long failure table.
     image = gr.Image(chart, type="pil", label="chart.png", interactive=False, visible=chart is not None,
@@ -266,6 +271,9 @@ def build_benchmark_tab(assistant: Any, dev_path: Path) -> tuple[dict[str, Any],
         return (status_html, *load_report_updates())
 
     refresh_btn.click(load_report_updates, None, [report, image], api_visibility="private")
+    if not allow_run:
+        # No event at all: a hidden button with a handler could still be called by its id.
+        return {"refresh": refresh_btn}, [report, image]
     run_btn.click(run, None, [status, report, image], api_visibility="private", concurrency_limit=1)
     return {"refresh": refresh_btn, "run_bench": run_btn}, [report, image]
 
@@ -281,7 +289,21 @@ def check_upload(paths: list[str]) -> list[str]:
             problems.append(f"{p.name}: only {' '.join(UPLOAD_SUFFIXES)} files can be added")
         elif p.stat().st_size > UPLOAD_MAX_BYTES:
             problems.append(f"{p.name}: larger than 10 MB")
+        else:
+            try:  # by content, not by name: a renamed binary is refused here already
+                check_content(p.suffix.lower(), p.read_bytes())
+            except RagError as exc:
+                problems.append(f"{p.name}: {exc.message}")
     return problems
+
+
+def safe_upload_name(name: str) -> str:
+    """A plain file name: no directories, NUL, control characters, or dot-only names."""
+    name = re.sub(r"[\x00-\x1f\x7f/\\]", "_", name.replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    if not name.strip(".") or len(name.encode("utf-8")) > 200:
+        suffix = Path(name).suffix[:10] if name.strip(".") else ""
+        name = "upload" + suffix
+    return name
 
 
 def keep_uploads(assistant: Any, paths: list[str]) -> list[str]:
@@ -298,7 +320,9 @@ def keep_uploads(assistant: Any, paths: list[str]) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     kept = []
     for src in map(Path, paths):
-        dest = folder / src.name  # name only: an upload cannot choose a directory
+        dest = folder / safe_upload_name(src.name)  # name only: an upload cannot choose a directory
+        if dest.resolve().parent != folder.resolve():
+            raise ValueError(f"refusing to write an upload outside {folder}")
         n = 1
         while dest.exists() and dest.read_bytes() != src.read_bytes():
             dest = folder / f"{src.stem}-{n}{src.suffix}"
