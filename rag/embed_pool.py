@@ -32,8 +32,21 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def _die_with_parent() -> None:
+    """Linux: a worker is killed when its parent dies (kill -9 of an ingest leaves no orphans
+    holding the terminal or the cache)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: workers exit when their queue closes
+        pass
+
+
 def _init_worker(embedder_name: str) -> None:
     global _worker_embedder
+    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["OMP_NUM_THREADS"] = "1"
     from .embed import get_embedder

@@ -196,6 +196,8 @@ def write_build(client, build: str, docs: list[Document], chunks: list[Chunk],
 
 def write_hooks(client, build: str, rows: list, vectors: list[list[float]]) -> None:
     """Question hooks in their own collection: they score their clause, never stand for it."""
+    if not rows:  # no document has hooks: no collection
+        return
     col = client.create_collection(f"hooks_{build}", metadata={"hnsw:space": "cosine"})
     for i in range(0, len(rows), _BATCH):
         batch = rows[i : i + _BATCH]

@@ -44,7 +44,7 @@ def _collections(settings: Settings) -> set[str]:
 def _active_names(settings: Settings) -> set[str]:
     info = store.active_info(store.make_client(settings.data_dir))
     assert info is not None
-    return {store.REGISTRY, info.chunks_name, info.docs_name}
+    return {store.REGISTRY, info.chunks_name, info.docs_name} | ({info.hooks_name} if info.hooks else set())
 
 
 def _extra_doc(folder: Path, tag: str) -> Path:

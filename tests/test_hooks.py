@@ -143,8 +143,8 @@ def _eval_questions() -> list[str]:
     out = []
     for path in sorted(EVAL_DIR.rglob("*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                out.append(json.loads(line)["question"])
+            if line.strip() and "question" in (item := json.loads(line)):  # answers files have none
+                out.append(item["question"])
     return out
 
 
