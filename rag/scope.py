@@ -12,10 +12,12 @@ from collections.abc import Callable
 from functools import lru_cache
 
 _FIGURE_QUESTION = re.compile(
-    r"多少|几[个天年月日次家位项倍成点%]|几个|多长时间|多久|什么时候|几时|比例|税率|费率|金额|价格|租金|费用|工资|月薪|"
+    # Explicit quantity asks only: a yes/no question that merely mentions a fee or a price
+    # ("Can an agency charge a fee…?") is answered by a clause without a number.
+    r"多少|几[个天年月日次家位项倍成点%]|几个|多长时间|多久|什么时候|几时|"
     r"\bwhat time\b|\bopening hours\b|\boffice hours\b|"
     r"\bhow (much|many|long)\b|\bwhat (is|was|'s) the (rate|price|cost|fee|amount|number|percentage|share)\b|"
-    r"\bpercentage\b|\bhow high\b|\bminimum\b|\bmaximum\b|\bcost\b|\bfees?\b|\bprice\b",
+    r"\bwhat percentage\b|\bhow high\b|\bminimum\b|\bmaximum\b",
     re.I,
 )
 _CN_NUM = "零〇一二两三四五六七八九十百千万亿半"
@@ -37,8 +39,12 @@ def asks_for_figure(question: str) -> bool:
     return bool(_FIGURE_QUESTION.search(question))
 
 
+# Dates and document numbers are not the figure a question asks for (2025年5月21日, 〔2025〕12号).
+_NOT_A_FIGURE = re.compile(r"\d{4}\s*年(?:\s*\d{1,2}\s*月)?(?:\s*\d{1,2}\s*日)?|〔\d{4}〕\s*\d+\s*号")
+
+
 def has_figure(text: str) -> bool:
-    return bool(_FIGURE.search(text))
+    return bool(_FIGURE.search(_NOT_A_FIGURE.sub("", text)))
 
 
 @lru_cache(maxsize=1)

@@ -109,3 +109,13 @@ def test_langchain_retriever_view(full_assistant):
     docs = ClauseRetriever(searcher=full_assistant.searcher, k=3).invoke("M0用地能建住宅吗？")
     assert len(docs) == 3 and docs[0].metadata["label"] == "《工作方案》（十三）"
     assert "住宅" in docs[0].page_content
+
+
+def test_figure_rule_needs_an_explicit_quantity_ask_and_a_real_figure():
+    from rag.scope import asks_for_figure, has_figure
+
+    assert asks_for_figure("小型微利企业的税率是多少？") and asks_for_figure("How many days does the authority have?")
+    assert not asks_for_figure("Can an agency charge a fee for the filing?")  # yes/no, mentions a fee
+    assert not asks_for_figure("土地使用权转让价格明显低于市场价，政府可以怎么做？")
+    assert has_figure("减按20%的税率征收") and has_figure("应当在十五日内作出决定")
+    assert not has_figure("商务部 2025年5月21日 商资发〔2025〕12号")  # a date and a document number
