@@ -100,11 +100,15 @@ class NaiveBaseline:
         *,
         chunk_size: int = NAIVE_CHUNK_SIZE,
         chunk_overlap: int = NAIVE_CHUNK_OVERLAP,
+        vectors_for: Callable[[list[str]], dict[str, list[float]]] | None = None,
     ) -> None:
         self.chunks = split_documents(
             documents, chunk_size=chunk_size, chunk_overlap=chunk_overlap
         )
         self.embedder = embedder
+        # Texts → vectors through the shared embedding cache (and worker processes), so a
+        # corpus change embeds only the chunks that changed; None = the embedder directly.
+        self.vectors_for = vectors_for
         self.key = cache_key([t for _, t in self.chunks], embedder)
         self.cache_path = Path(data_dir) / "baseline" / f"naive-{self.key[:20]}.npy"
         self._matrix: np.ndarray | None = None
@@ -142,6 +146,9 @@ class NaiveBaseline:
     def _embed_all(self, progress: Callable[[int, int], None] | None) -> np.ndarray:
         texts = [t for _, t in self.chunks]
         log.info("naive baseline: embedding %d chunks", len(texts))
+        if self.vectors_for is not None and texts:
+            by_text = self.vectors_for(texts)
+            return _unit_rows(np.asarray([by_text[t] for t in texts], dtype=np.float32))
         rows: list[list[float]] = []
         for start in range(0, len(texts), _EMBED_BATCH):
             rows.extend(self.embedder.embed_documents(texts[start : start + _EMBED_BATCH]))

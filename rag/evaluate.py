@@ -349,7 +349,13 @@ def make_adapter(
     name: str, assistant: Any, data_dir: Path, note: Callable[[str], None] | None = None
 ) -> Adapter:
     if name == "naive":
-        baseline = NaiveBaseline(assistant.document_records(), assistant.embedder, data_dir)
+        from .ingest import vectors_for_texts
+
+        settings = getattr(assistant, "settings", None)
+        baseline = NaiveBaseline(
+            assistant.document_records(), assistant.embedder, data_dir,
+            vectors_for=(lambda texts: vectors_for_texts(texts, settings, progress=note is not None)[0])
+            if settings is not None else None)
         # Embed up front so the first question's latency is honest.
         baseline.matrix(
             progress=(lambda done, total: note(f"naive: embedding chunks {done}/{total}"))
