@@ -13,6 +13,7 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 
 from . import lexical, store
+from .aliases import chinese_aliases, english_aliases
 from .answer import (
     abstention_text,
     answer_tokens,
@@ -85,12 +86,15 @@ class Assistant:
             lex = lexical.build_and_save(chunks, s.data_dir / "lexical" / info.build)
         self._embedder = get_embedder(s.embedder)
         english_to_short = {en: short_title(zh) for zh, en in english_law_titles().items()}
+        english_to_short |= {d.english_title: d.short_title for d in docs if d.english_title}
+        english_to_short |= english_aliases()
         table = ClauseTable(chunks)
         self.info, self.docs, self.table = info, docs, table
         self._corpus_text = "\n".join(d.text for d in docs)
         self._english_words = set(lex.vocabulary()) | glossary_words()
         self.searcher = HybridSearcher(table, lex, client.get_collection(info.chunks_name),
-                                       self._embedder, english_to_short, self._reranker)
+                                       self._embedder, english_to_short, self._reranker,
+                                       zh_aliases=chinese_aliases())
         log.info("index %s loaded: %d documents, %d chunks", info.build, len(docs), len(chunks))
 
     def reload(self) -> None:

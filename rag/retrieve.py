@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import store
+from .aliases import canonical_chinese, english_documents
 from .lexical import LexicalIndex, query_tokens
 from .lexicon import translate_terms
 from .models import IN_FORCE, Chunk, ScoredChunk
@@ -122,7 +123,8 @@ class ClauseTable:
 
 class HybridSearcher:
     def __init__(self, table: ClauseTable, lexical: LexicalIndex, collection, embedder,
-                 english_to_short: dict[str, str], reranker=None) -> None:
+                 english_to_short: dict[str, str], reranker=None,
+                 zh_aliases: dict[str, str] | None = None) -> None:
         self.table = table
         self.lexical = lexical
         self.collection = collection
@@ -130,10 +132,7 @@ class HybridSearcher:
         self.english_to_short = english_to_short
         self.reranker = reranker
         self.known_titles = {c.short_title for c in table.chunks}
-        self._english_cores = sorted(
-            ((en.lower().replace(" of the people's republic of china", "").strip(), short)
-             for en, short in english_to_short.items() if short in self.known_titles),
-            key=lambda p: -len(p[0]))
+        self.zh_aliases = zh_aliases or {}
         self._mask_cache: dict[Filters, np.ndarray] = {}
 
     def _mask(self, filters: Filters) -> np.ndarray:
@@ -146,22 +145,18 @@ class HybridSearcher:
     def mentioned_documents(self, query: str) -> set[str]:
         """Short titles of the documents a question names (外商投资法, the Energy Law, the plan)."""
         found: set[str] = set()
-        rest = query
+        rest = canonical_chinese(query, self.zh_aliases, self.known_titles)
         for title in sorted(self.known_titles, key=len, reverse=True):
             if len(title) >= 3 and title in rest:
                 found.add(title)
                 rest = rest.replace(title, " ")  # 外商投资法实施条例 hides 外商投资法
-        lowered = query.lower()
-        for core, short in self._english_cores:
-            if core and core in lowered:
-                found.add(short)
-                lowered = lowered.replace(core, " ")
+        found.update(english_documents(query, self.english_to_short, self.known_titles))
         if _NOTICE_WORDS.search(query) and "工作方案" in self.known_titles:
             found.add("工作方案")
         return found
 
     def reference(self, query: str) -> ClauseRef | None:
-        return find_reference(query, self.known_titles, self.english_to_short)
+        return find_reference(query, self.known_titles, self.english_to_short, self.zh_aliases)
 
     def search(self, query: str, *, k: int = 5, filters: Filters | None = None,
                retrievers: tuple[str, ...] = ("bm25", "dense"), rerank: bool = False,
