@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .chunk import split_sentences
@@ -144,6 +145,33 @@ def status_warnings(citations: list[Citation], chunks: dict[int, Chunk], lang: s
         if eff and c.in_force and eff > today.isoformat():
             out.append(f"[{c.n}] {c.label} takes effect on {eff}; it is not yet applicable."
                        if lang == "en" else f"[{c.n}] {c.label}自{eff}起施行，目前尚未施行。")
+    return out
+
+
+def add_links_and_versions(citations: list[Citation], chunks: dict[int, Chunk],
+                           see_also: Callable[[Chunk], list[str]],
+                           other_version: Callable[[Chunk], dict[str, str] | None]) -> None:
+    """Fill each citation's see_also, effective_date and other_version from its clause."""
+    for c in citations:
+        chunk = chunks.get(c.n)
+        if chunk is None:
+            continue
+        c.effective_date = chunk.effective_date
+        c.see_also = see_also(chunk)
+        c.other_version = other_version(chunk)
+
+
+def link_lines(citations: list[Citation], lang: str) -> list[str]:
+    """'See also' and 'a revised text takes effect …' lines under the sources."""
+    out = []
+    for c in citations:
+        if c.see_also:
+            out.append(f"    [{c.n}] see also: " + ", ".join(c.see_also) if lang == "en"
+                       else f"    [{c.n}] 另见：" + "、".join(c.see_also))
+        if c.other_version:
+            o = c.other_version
+            out.append(f"    [{c.n}] revised text adopted {o['date']} takes effect {o['effective_date']}: {o['label']}"
+                       if lang == "en" else f"    [{c.n}] {o['date']}修改的文本自{o['effective_date']}起施行：{o['label']}")
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import threading
@@ -16,9 +17,11 @@ from . import lexical, store
 from .aliases import chinese_aliases, english_aliases
 from .answer import (
     abstention_text,
+    add_links_and_versions,
     answer_tokens,
     compose,
     evidence_of,
+    link_lines,
     pick_quotes,
     resolve_follow_up,
     status_warnings,
@@ -27,7 +30,8 @@ from .embed import get_embedder
 from .errors import ConfigError
 from .laws import short_title
 from .lexicon import glossary_words, stem_words
-from .models import AskResult, Chunk, Document, ScoredChunk
+from .links import ClauseText, build_links
+from .models import IN_FORCE, NOT_YET_IN_FORCE, AskResult, Chunk, Document, ScoredChunk
 from .normalize import NORMALIZER_VERSION, detect_language, normalize_query
 from .retrieve import ClauseTable, Filters, HybridSearcher
 from .scope import asks_for_figure, has_figure, unknown_names
@@ -86,11 +90,17 @@ class Assistant:
             lex = lexical.build_and_save(chunks, s.data_dir / "lexical" / info.build)
         self._embedder = get_embedder(s.embedder)
         english_to_short = {en: short_title(zh) for zh, en in english_law_titles().items()}
-        english_to_short |= {d.english_title: d.short_title for d in docs if d.english_title}
+        english_to_short |= {d.english_title: d.short_title for d in docs
+                             if d.english_title and d.status == IN_FORCE}
         english_to_short |= english_aliases()
         table = ClauseTable(chunks)
         self.info, self.docs, self.table = info, docs, table
         self._corpus_text = "\n".join(d.text for d in docs)
+        self.links = build_links(ClauseText(c.short_title, c.clause_key, c.text)
+                                 for c in table.clauses.values() if c.kind == "article")
+        coming = {d.title: d for d in docs if d.status == NOT_YET_IN_FORCE}
+        self._coming = {d.short_title: coming[d.title] for d in docs
+                        if d.status == IN_FORCE and d.title in coming}
         self._english_words = set(lex.vocabulary()) | glossary_words()
         self.searcher = HybridSearcher(table, lex, client.get_collection(info.chunks_name),
                                        self._embedder, english_to_short, self._reranker,
@@ -190,17 +200,40 @@ class Assistant:
         if model is not None:
             from .llm import llm_answer_stream
 
-            yield from llm_answer_stream(model, self.settings, q_norm, out_lang, results, base,
-                                         timings, t0, extractive=lambda: compose(out_lang, picked))
+            for piece in llm_answer_stream(model, self.settings, q_norm, out_lang, results, base,
+                                           timings, t0, extractive=lambda: compose(out_lang, picked)):
+                if isinstance(piece, AskResult):
+                    by_label = {r.chunk.label: r.chunk for r in results}
+                    add_links_and_versions(piece.citations, {c.n: by_label[c.label] for c in piece.citations
+                                                             if c.label in by_label},
+                                           self.see_also, self.other_version)
+                yield piece
             return
         text, citations, chunks = compose(out_lang, picked)
-        warnings = status_warnings(citations, chunks, out_lang)
+        add_links_and_versions(citations, chunks, self.see_also, self.other_version)
+        text = "\n".join([text, *link_lines(citations, out_lang)])
+        warnings = status_warnings(citations, chunks, out_lang,
+                                   today=dt.date.fromisoformat(self.settings.as_of_date))
         if warnings:
             text += "\n\n" + "\n".join(("Note: " if out_lang == "en" else "注意：") + w for w in warnings)
         yield from text.splitlines(keepends=True)
         timings["total"] = (time.perf_counter() - t0) * 1000
         yield AskResult(answer=text, abstained=False, citations=citations, timings_ms=_round(timings),
                         warnings=warnings, **base)
+
+    def see_also(self, chunk: Chunk) -> list[str]:
+        """Labels of the clauses linked to this one (rag/links.py)."""
+        keys = [self.table.by_label.get(k) for k in self.links.see_also((chunk.short_title, chunk.clause_key))]
+        return [self.table.clauses[k].label for k in keys if k is not None]
+
+    def other_version(self, chunk: Chunk) -> dict[str, str] | None:
+        """The same clause in a version adopted but not yet in force, if the corpus has one."""
+        doc = self._coming.get(chunk.short_title)
+        if doc is None:
+            return None
+        key = self.table.by_label.get((doc.short_title, chunk.clause_key))
+        label = self.table.clauses[key].label if key else f"《{doc.short_title}》"
+        return {"label": label, "status": doc.status, "effective_date": doc.effective_date, "date": doc.date}
 
     def search(self, query: str, *, k: int = 10, filters: Filters | None = None,
                retrievers: tuple[str, ...] = ("bm25", "dense"), rerank: bool | None = None) -> list[ScoredChunk]:
@@ -266,6 +299,7 @@ class Assistant:
             "store": "chroma-http" if self.settings.chroma_url else "chroma-embedded",
             "llm": self.llm_available,
             "reranker": self.settings.reranker or None,
+            "as_of": self.settings.as_of_date,
         }
 
     def add_files(self, paths: list[str]) -> dict[str, Any]:

@@ -71,7 +71,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from .normalize import NORMALIZER_VERSION
 
     s = _settings(args)
-    checks: list[tuple[str, bool, str]] = []
+    checks: list[tuple[str, bool, str]] = [
+        ("as-of", True, f"{s.as_of_date}: versions in force on this date (RAG_AS_OF)")]
     try:
         emb = get_embedder(s.embedder)
         vec = emb.embed_query("经开区")

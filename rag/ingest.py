@@ -125,7 +125,7 @@ def gather_documents(settings: Settings, extra_paths: list[str]) -> tuple[list[D
         doc, suspects = document_from_file(f, english)
         warnings += [str(s) for s in suspects]
         docs.append(doc)
-    docs += laws.load_laws(laws.load_manifest(settings.laws_manifest), english)
+    docs += laws.load_laws(laws.load_manifest(settings.laws_manifest), english, as_of=settings.as_of_date)
     seen: dict[str, Document] = {}
     for doc in docs:
         if doc.doc_id in seen:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -40,6 +41,11 @@ class Settings:
     llm_base_url: str = ""
     llm_api_key: str = ""
     llm_max_context_tokens: int = 3000
+    as_of: str = ""  # YYYY-MM-DD: versions are chosen as in force on this date; "" = today
+
+    @property
+    def as_of_date(self) -> str:
+        return self.as_of or dt.date.today().isoformat()
 
     @property
     def laws_manifest(self) -> Path:
@@ -59,6 +65,7 @@ _ENV = {
     "reranker": "RAG_RERANKER", "abstain_threshold": "RAG_ABSTAIN_THRESHOLD", "llm": "RAG_LLM",
     "llm_model": "RAG_LLM_MODEL", "llm_base_url": "OPENAI_BASE_URL",
     "llm_api_key": "OPENAI_API_KEY", "llm_max_context_tokens": "RAG_LLM_MAX_CONTEXT_TOKENS",
+    "as_of": "RAG_AS_OF",
 }
 ENV_DOC = {
     "RAG_DATA_DIR": "where the index, caches and remembered sources live (default .rag)",
@@ -76,6 +83,7 @@ ENV_DOC = {
     "OPENAI_BASE_URL": "endpoint for llm mode, e.g. http://127.0.0.1:11434/v1 for Ollama",
     "OPENAI_API_KEY": "key for llm mode",
     "RAG_LLM_MAX_CONTEXT_TOKENS": "token budget of the clauses given to the model (default 3000)",
+    "RAG_AS_OF": "YYYY-MM-DD: index and cite the law versions in force on this date (default today)",
 }
 
 
@@ -104,6 +112,12 @@ def from_env(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
         raise ConfigError(f"unknown answer mode {settings.mode!r}", hint="use extractive or llm")
     if not 1 <= settings.k <= 50:
         raise ConfigError(f"k={settings.k} is out of range", hint="use a k between 1 and 50")
+    if settings.as_of:
+        try:
+            dt.date.fromisoformat(settings.as_of)
+        except ValueError as exc:
+            raise ConfigError(f"RAG_AS_OF={settings.as_of!r} is not a date",
+                              hint="write it as YYYY-MM-DD, e.g. RAG_AS_OF=2026-01-15, or unset it") from exc
     if settings.token_cap < 50:
         raise ConfigError(f"token cap {settings.token_cap} is too small", hint="use at least 50")
     return settings
