@@ -105,6 +105,8 @@ class Assistant:
         self.searcher = HybridSearcher(table, lex, client.get_collection(info.chunks_name),
                                        self._embedder, english_to_short, self._reranker,
                                        zh_aliases=chinese_aliases())
+        self.searcher.explained_by = {target: [s for s in sources if s[0] != target[0]]
+                                      for target, sources in self.links.cited_by.items()}
         log.info("index %s loaded: %d documents, %d chunks", info.build, len(docs), len(chunks))
 
     def reload(self) -> None:

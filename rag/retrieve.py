@@ -27,6 +27,12 @@ DEFAULT_WEIGHTS = {"bm25": 1.0, "dense": 1.0}
 CANDIDATES = 60
 EXACT_SCORE = 1.0  # fused score given to a clause the question names
 DOC_BOOST = 0.012  # added to clauses of a document the question names (≈ a top-20 rank)
+# A clause that another document's clause explains ("企业所得税法第二十八条第二款所称…")
+# passes this share of its fused score to up to LINK_FANOUT such clauses, so a hit on a law
+# article brings up the regulation article that holds the detail. 0 turns it off.
+LINK_SHARE = 0.5
+LINK_FANOUT = 3
+LINK_PARENTS = 3  # only the top fused clauses pass a share on
 _NOTICE_WORDS = re.compile(r"工作方案|方案|措施|the plan|work plan|this plan|the notice|measure", re.I)
 
 
@@ -133,6 +139,9 @@ class HybridSearcher:
         self.reranker = reranker
         self.known_titles = {c.short_title for c in table.chunks}
         self.zh_aliases = zh_aliases or {}
+        # (short_title, clause_key) → clauses of other documents that cite it (rag/links.py)
+        self.explained_by: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        self.link_share = LINK_SHARE
         self._mask_cache: dict[Filters, np.ndarray] = {}
 
     def _mask(self, filters: Filters) -> np.ndarray:
@@ -189,6 +198,8 @@ class HybridSearcher:
             for key in fused:
                 if self.table.clauses[key].short_title in mentioned:
                     fused[key] += DOC_BOOST
+        if self.link_share and self.explained_by:
+            self._pass_to_explaining(fused, filters)
         ref = self.reference(query)
         exact = self.table.lookup(ref, filters) if ref else []
         for c in exact:
@@ -207,6 +218,16 @@ class HybridSearcher:
             results.append(ScoredChunk(chunk=clause, rank=rank, fused=round(fused[key], 6),
                                        scores=scores, matched_terms=matched))
         return results
+
+    def _pass_to_explaining(self, fused: dict[tuple[str, int], float], filters: Filters) -> None:
+        parents = sorted(fused, key=lambda key: -fused[key])[:LINK_PARENTS]
+        for key in parents:
+            parent = self.table.clauses[key]
+            for title, clause_key in self.explained_by.get((parent.short_title, parent.clause_key), [])[:LINK_FANOUT]:
+                child = self.table.by_label.get((title, clause_key))
+                if child is None or not filters.allows(self.table.clauses[child]):
+                    continue
+                fused[child] = fused.get(child, 0.0) + self.link_share * fused[key]
 
     def _to_clauses(self, hits: list[tuple[str, float]]) -> tuple[list[tuple[str, int]], dict[tuple[str, int], float]]:
         ranked: list[tuple[str, int]] = []
