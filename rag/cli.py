@@ -41,6 +41,7 @@ def cmd_corpus_list(args: argparse.Namespace) -> int:
     rows = [{"doc_id": d.doc_id, "title": d.title, "short_title": d.short_title, "type": d.doc_type,
              "issuer": d.issuer, "date": d.date, "status": d.status, "chunk_count": d.chunk_count,
              "clause_count": d.clause_count, "effective_date": d.effective_date,
+             "version_date": d.date, "english_title": d.english_title,
              "parts": d.part_count, "measures": d.measure_count} for d in docs]
     if args.json:
         _out(rows)

@@ -109,3 +109,37 @@ def test_langchain_retriever_view(full_assistant):
     docs = ClauseRetriever(searcher=full_assistant.searcher, k=3).invoke("M0用地能建住宅吗？")
     assert len(docs) == 3 and docs[0].metadata["label"] == "《工作方案》（十三）"
     assert "住宅" in docs[0].page_content
+
+
+@pytest.mark.slow
+def test_regulations_answer_conditions_with_the_law_as_see_also(full_assistant):
+    # 小型微利企业 / 高新技术企业 conditions sit in the implementing regulation.
+    small = full_assistant.ask("小型微利企业的标准是什么？")
+    high = full_assistant.ask("What conditions must a high-tech enterprise meet for the 15% rate?")
+    for r, article in ((small, "第九十二条"), (high, "第九十三条")):
+        assert not r.abstained, r.warnings
+        labels = [c.label for c in r.citations]
+        law, regulation = "《企业所得税法》第二十八条", f"《企业所得税法实施条例》{article}"
+        assert regulation in labels or law in labels, labels
+        c = r.citations[0]
+        assert (law in c.see_also) if c.label == regulation else (regulation in c.see_also), (c.label, c.see_also)
+    assert "Regulations for the Implementation of the Enterprise Income Tax Law" in high.answer
+
+
+@pytest.mark.slow
+def test_exact_lookup_of_regulation_articles_in_both_languages(full_assistant):
+    for q, label in (("外商投资法实施条例第二十二条", "《外商投资法实施条例》第二十二条"),
+                     ("企业所得税法实施条例第93条", "《企业所得税法实施条例》第九十三条"),
+                     ("Article 93 of the EIT implementation regulations", "《企业所得税法实施条例》第九十三条"),
+                     ("外商投资法第二十二条", "《外商投资法》第二十二条")):
+        assert full_assistant.ask(q).citations[0].label == label, q
+
+
+@pytest.mark.slow
+def test_corpus_holds_the_notice_laws_and_regulations(full_assistant):
+    docs = full_assistant.documents()
+    by_type: dict[str, list] = {}
+    for d in docs:
+        by_type.setdefault(d.doc_type, []).append(d)
+    assert len(by_type["政策文件"]) == 1 and len(by_type["法律"]) >= 25 and len(by_type["行政法规"]) >= 22
+    assert all(d.issuer == "国务院" and d.clause_count > 0 for d in by_type["行政法规"])
