@@ -49,7 +49,8 @@ def canonical_chinese(text: str, aliases: dict[str, str], known: set[str]) -> st
             continue
         longer = [t for t in known | set(aliases) if alias in t and t != alias and t in text]
         if not longer:
-            text = text.replace(alias, target)
+            # 外资法律 is "foreign-investment laws", not 外资法 + 律.
+            text = re.sub(re.escape(alias) + "(?!律)", target, text)
     return text
 
 

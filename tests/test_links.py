@@ -77,6 +77,7 @@ def test_chinese_aliases():
     # An alias inside another name stays: 外资法实施条例 → the regulation, not the law.
     assert canonical_chinese("外资法实施条例第三条", aliases, KNOWN) == "外商投资法实施条例第三条"
     assert canonical_chinese("招投标法实施条例", aliases, KNOWN) == "招标投标法实施条例"
+    assert canonical_chinese("外资法律保护哪些权益", aliases, KNOWN) == "外资法律保护哪些权益"
 
 
 ENGLISH = {"Foreign Investment Law of the People's Republic of China": "外商投资法",
