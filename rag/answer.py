@@ -181,20 +181,31 @@ def source_line(c: Citation, lang: str) -> str:
     return f"[{c.n}] {title} — {c.doc_title} — {status} — {c.date}"
 
 
-def compose(question_lang: str, picked: list[tuple[ScoredChunk, list[str]]]) -> tuple[str, list[Citation], dict[int, Chunk]]:
+GIST_LABEL = "Unofficial English gist (not the official text)"
+
+
+def compose(question_lang: str, picked: list[tuple[ScoredChunk, list[str]]],
+            gist_of: Callable[[Chunk], str] | None = None) -> tuple[str, list[Citation], dict[int, Chunk]]:
+    """The extractive answer. English answers carry each clause's unofficial gist, labelled
+    as such, after its source line; the gist is never quoted as the clause."""
     citations: list[Citation] = []
     chunks: dict[int, Chunk] = {}
     lines = ["According to the corpus (quoted in the original Chinese):" if question_lang == "en"
              else "根据语料库中的条款："]
     for n, (r, quotes) in enumerate(picked, start=1):
         citation = make_citation(n, r.chunk, quotes)
+        if question_lang == "en" and gist_of is not None:
+            citation.gist_en = gist_of(r.chunk)
         citations.append(citation)
         chunks[n] = r.chunk
         for q in quotes:
             lines.append(f"- 「{q}」[{n}]")
     lines.append("")
     lines.append("Sources:" if question_lang == "en" else "来源：")
-    lines += [source_line(c, question_lang) for c in citations]
+    for c in citations:
+        lines.append(source_line(c, question_lang))
+        if c.gist_en:
+            lines.append(f"    {GIST_LABEL}: {c.gist_en}")
     return "\n".join(lines), citations, chunks
 
 

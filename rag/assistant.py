@@ -26,6 +26,7 @@ from .answer import (
     resolve_follow_up,
     status_warnings,
 )
+from .dense import DenseIndex
 from .embed import get_embedder
 from .errors import ConfigError
 from .laws import short_title
@@ -33,7 +34,7 @@ from .lexicon import glossary_words, stem_words
 from .links import ClauseText, build_links
 from .models import IN_FORCE, NOT_YET_IN_FORCE, AskResult, Chunk, Document, ScoredChunk
 from .normalize import NORMALIZER_VERSION, detect_language, normalize_query
-from .retrieve import ClauseTable, Filters, HybridSearcher
+from .retrieve import DEFAULT_RETRIEVERS, ClauseTable, Filters, HybridSearcher
 from .scope import asks_for_figure, has_figure, unknown_names
 from .settings import Settings, from_env
 from .titles import english_law_titles
@@ -56,6 +57,7 @@ class DocumentSummary:
     clause_count: int
     english_title: str = ""
     effective_date: str = ""
+    hooked_clauses: int = 0  # clauses with question hooks
     part_count: int = 0  # 一、二、… headings of a policy document
     measure_count: int = 0  # （一）…（十六）
 
@@ -84,30 +86,67 @@ class Assistant:
         info = store.require_index(client, s.embedder, NORMALIZER_VERSION)
         chunks, _ = store.read_chunks(client, info)
         docs = store.read_documents(client, info)
-        lex = lexical.load(s.data_dir / "lexical" / info.build)
-        if lex is None or set(lex.chunk_ids) != {c.chunk_id for c in chunks}:
-            # A Chroma server filled from another machine: rebuild the lexical side here.
-            lex = lexical.build_and_save(chunks, s.data_dir / "lexical" / info.build)
+        folder = s.data_dir / "lexical" / info.build
+        chunk_ids = {c.chunk_id for c in chunks}
+        lex = lexical.load(folder)
+        if lex is None or set(lex.chunk_ids) != chunk_ids:
+            # A Chroma server filled from another machine: rebuild the derived files here.
+            lex = lexical.build_and_save(chunks, folder)
+        table = ClauseTable(chunks)
+        dense = DenseIndex.load(folder)
+        if dense is None or set(dense.chunk_ids) != chunk_ids or len(dense.hook_clauses) != info.hooks:
+            dense = self._dense_from_store(client, info, table, folder)
+        hook_lex = lexical.load(folder / "hooks") if info.hooks else None
+        if info.hooks and hook_lex is None:
+            from .ingest import match_hooks, save_hook_lexical
+
+            save_hook_lexical(match_hooks(s, chunks), folder)
+            hook_lex = lexical.load(folder / "hooks")
         self._embedder = get_embedder(s.embedder)
         english_to_short = {en: short_title(zh) for zh, en in english_law_titles().items()}
         english_to_short |= {d.english_title: d.short_title for d in docs
                              if d.english_title and d.status == IN_FORCE}
         english_to_short |= english_aliases()
-        table = ClauseTable(chunks)
         self.info, self.docs, self.table = info, docs, table
         self._corpus_text = "\n".join(d.text for d in docs)
+        self._gists = self._load_gists(chunks)
         self.links = build_links(ClauseText(c.short_title, c.clause_key, c.text)
                                  for c in table.clauses.values() if c.kind == "article")
         coming = {d.title: d for d in docs if d.status == NOT_YET_IN_FORCE}
         self._coming = {d.short_title: coming[d.title] for d in docs
                         if d.status == IN_FORCE and d.title in coming}
-        self._english_words = set(lex.vocabulary()) | glossary_words()
-        self.searcher = HybridSearcher(table, lex, client.get_collection(info.chunks_name),
-                                       self._embedder, english_to_short, self._reranker,
-                                       zh_aliases=chinese_aliases())
-        self.searcher.explained_by = {target: [s for s in sources if s[0] != target[0]]
+        self.searcher = HybridSearcher(table, lex, dense, self._embedder, english_to_short,
+                                       self._reranker, hook_lexical=hook_lex, zh_aliases=chinese_aliases())
+        self.searcher.explained_by = {target: [src for src in sources if src[0] != target[0]]
                                       for target, sources in self.links.cited_by.items()}
+        # Romanised place names of the documents (Ningbo, Daxie) are known English words.
+        self._english_words = (set(lex.vocabulary()) | glossary_words()
+                               | {w for names in self.searcher.romanised.values() for n in names for w in n.split()})
         log.info("index %s loaded: %d documents, %d chunks", info.build, len(docs), len(chunks))
+
+    def _dense_from_store(self, client, info, table: ClauseTable, folder) -> DenseIndex:
+        _, vectors = store.read_chunks(client, info, with_vectors=True)
+        rows, hook_vectors = store.read_hook_rows(client, info)
+        rows_ok = sorted((i for i, r in enumerate(rows) if r[0] in table.clauses), key=lambda i: rows[i][0])
+        ids = sorted(vectors)
+        dense = DenseIndex.build(ids, [vectors[i] for i in ids], info.dim, [rows[i][0] for i in rows_ok],
+                                 [rows[i][1] for i in rows_ok], [hook_vectors[i] for i in rows_ok])
+        dense.save(folder)
+        return dense
+
+    def _load_gists(self, chunks: list[Chunk]) -> dict[tuple[str, int], str]:
+        from .ingest import match_hooks
+
+        self.hook_match = match_hooks(self.settings, chunks)
+        return {key: e.gist_en for key, e in self.hook_match.by_clause.items()}
+
+    def hook_coverage(self) -> dict[str, tuple[int, int]]:
+        """doc_id → (clauses with question hooks, clauses)."""
+        return self.hook_match.coverage(self.table.clauses)
+
+    def gist(self, chunk: Chunk) -> str:
+        """The clause's unofficial English gist ("" when it has none)."""
+        return self._gists.get((chunk.doc_id, chunk.ordinal), "")
 
     def reload(self) -> None:
         with self._lock:
@@ -117,7 +156,7 @@ class Assistant:
 
     def ask(self, question: str, *, history: list[dict[str, str]] | None = None, k: int | None = None,
             mode: str | None = None, filters: Filters | None = None,
-            retrievers: tuple[str, ...] = ("bm25", "dense"), rerank: bool | None = None) -> AskResult:
+            retrievers: tuple[str, ...] = DEFAULT_RETRIEVERS, rerank: bool | None = None) -> AskResult:
         result: AskResult | None = None
         for piece in self.ask_stream(question, history=history, k=k, mode=mode, filters=filters,
                                      retrievers=retrievers, rerank=rerank):
@@ -128,7 +167,7 @@ class Assistant:
 
     def ask_stream(self, question: str, *, history: list[dict[str, str]] | None = None,
                    k: int | None = None, mode: str | None = None, filters: Filters | None = None,
-                   retrievers: tuple[str, ...] = ("bm25", "dense"),
+                   retrievers: tuple[str, ...] = DEFAULT_RETRIEVERS,
                    rerank: bool | None = None) -> Iterator[str | AskResult]:
         """Yields answer text pieces as they are produced, then the final AskResult."""
         t0 = time.perf_counter()
@@ -202,8 +241,8 @@ class Assistant:
         if model is not None:
             from .llm import llm_answer_stream
 
-            for piece in llm_answer_stream(model, self.settings, q_norm, out_lang, results, base,
-                                           timings, t0, extractive=lambda: compose(out_lang, picked)):
+            for piece in llm_answer_stream(model, self.settings, q_norm, out_lang, results, base, timings, t0,
+                                           extractive=lambda: compose(out_lang, picked, self.gist)):
                 if isinstance(piece, AskResult):
                     by_label = {r.chunk.label: r.chunk for r in results}
                     add_links_and_versions(piece.citations, {c.n: by_label[c.label] for c in piece.citations
@@ -211,7 +250,7 @@ class Assistant:
                                            self.see_also, self.other_version)
                 yield piece
             return
-        text, citations, chunks = compose(out_lang, picked)
+        text, citations, chunks = compose(out_lang, picked, self.gist)
         add_links_and_versions(citations, chunks, self.see_also, self.other_version)
         text = "\n".join([text, *link_lines(citations, out_lang)])
         warnings = status_warnings(citations, chunks, out_lang,
@@ -238,7 +277,7 @@ class Assistant:
         return {"label": label, "status": doc.status, "effective_date": doc.effective_date, "date": doc.date}
 
     def search(self, query: str, *, k: int = 10, filters: Filters | None = None,
-               retrievers: tuple[str, ...] = ("bm25", "dense"), rerank: bool | None = None) -> list[ScoredChunk]:
+               retrievers: tuple[str, ...] = DEFAULT_RETRIEVERS, rerank: bool | None = None) -> list[ScoredChunk]:
         use_rerank = self.reranker_available if rerank is None else (rerank and self.reranker_available)
         with self._lock:
             return self.searcher.search(normalize_query(query), k=k, filters=filters or Filters(),
@@ -259,10 +298,11 @@ class Assistant:
                 measures[doc_id] = measures.get(doc_id, 0) + 1
             if c.kind in ("part", "measure") and "、" in c.section_path.split(" > ")[0]:
                 parts.setdefault(doc_id, set()).add(c.section_path.split(" > ")[0])
+        hooked = self.hook_coverage()
         docs = [DocumentSummary(d.doc_id, d.title, d.short_title, d.doc_type, d.issuer, d.date, d.status,
                                 counts.get(d.doc_id, 0), clause_counts.get(d.doc_id, 0),
-                                d.english_title, d.effective_date, len(parts.get(d.doc_id, ())),
-                                measures.get(d.doc_id, 0)) for d in self.docs]
+                                d.english_title, d.effective_date, hooked.get(d.doc_id, (0, 0))[0],
+                                len(parts.get(d.doc_id, ())), measures.get(d.doc_id, 0)) for d in self.docs]
         # The work plan first, then by type and title, as people browse them.
         return sorted(docs, key=lambda d: (d.doc_type != "政策文件", d.doc_type, d.title))
 

@@ -42,12 +42,14 @@ def cmd_corpus_list(args: argparse.Namespace) -> int:
              "issuer": d.issuer, "date": d.date, "status": d.status, "chunk_count": d.chunk_count,
              "clause_count": d.clause_count, "effective_date": d.effective_date,
              "version_date": d.date, "english_title": d.english_title,
-             "parts": d.part_count, "measures": d.measure_count} for d in docs]
+             "parts": d.part_count, "measures": d.measure_count, "hooked_clauses": d.hooked_clauses}
+            for d in docs]
     if args.json:
         _out(rows)
     else:
         for r in rows:
-            print(f"{r['doc_id']:<28} {r['status']:<5} {r['date']:<10} {r['clause_count']:>5} clauses  {r['title']}")
+            print(f"{r['doc_id']:<28} {r['status']:<5} {r['date']:<10} {r['clause_count']:>5} clauses  "
+                  f"hooks {r['hooked_clauses']:>4}/{r['clause_count']:<4}  {r['title']}")
     return 0
 
 
@@ -90,11 +92,57 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                        + ("" if consistent else f" (expected {info.documents}/{info.chunks}: rebuild)")))
         lex = (s.data_dir / "lexical" / info.build).exists()
         checks.append(("lexical", True, "bm25 index present" if lex else "bm25 index will be rebuilt on load"))
+        checks.append(_hooks_check(s, chunks))
     except RagError as exc:
         checks.append(("index", False, str(exc)))
     for name, ok, msg in checks:
         print(f"{'ok ' if ok else 'FAIL'} {name}: {msg}")
     return 0 if all(ok for _, ok, _ in checks) else 1
+
+
+def _hooks_check(s: Settings, chunks: list) -> tuple[str, bool, str]:
+    """Question hooks: how many clauses have them, and which entries are stale or missing."""
+    from .ingest import match_hooks
+    from .retrieve import ClauseTable
+
+    clauses = ClauseTable(chunks).clauses
+    match = match_hooks(s, chunks)
+    missing = match.missing(clauses)
+    lines = [f"{len(match.by_clause)}/{len(clauses)} clauses have question hooks, "
+             f"{len(match.stale)} stale entries, {len(missing)} clauses without hooks"]
+    lines += [f"  stale: {e.source} {e.label} — the clause changed; rewrite the entry" for e in match.stale[:20]]
+    by_doc: dict[str, int] = {}
+    for key in clauses:
+        if key not in match.by_clause:
+            by_doc[key[0]] = by_doc.get(key[0], 0) + 1
+    lines += [f"  missing: {doc}: {n} clauses" for doc, n in sorted(by_doc.items())]
+    if by_doc:
+        lines.append("  (bundled documents: add entries to corpus/hooks/<doc_id>.jsonl; "
+                     "documents you added: `rag enrich DOC_ID` with an LLM configured)")
+    return ("hooks", not match.stale, "\n".join(lines))
+
+
+def cmd_enrich(args: argparse.Namespace) -> int:
+    from .assistant import load_assistant
+    from .enrich import enrich, require_model
+    from .ingest import ingest
+
+    s = _settings(args)
+    model = require_model(s)
+    a = load_assistant(s)
+    bundled = {d.doc_id for d in a.documents()
+               if d.doc_id in a.hook_coverage() and a.hook_coverage()[d.doc_id][0] > 0}
+    wanted = args.docs or [d.doc_id for d in a.documents() if d.doc_id not in bundled]
+    known = {d.doc_id for d in a.documents()}
+    unknown = [d for d in wanted if d not in known]
+    if unknown:
+        raise RagError(f"unknown document {unknown[0]!r}", hint="see `rag corpus list` for doc_ids")
+    summary = enrich(model, {d: a.clauses(d) for d in wanted}, s.data_dir / "hooks", progress=not args.quiet)
+    for line in summary.lines():
+        print(line)
+    for line in ingest(s, progress=not args.quiet).lines():
+        print(line)
+    return 0 if not summary.failed else 1
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -215,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("doctor", help="check the embedder and the index")
     d.set_defaults(func=cmd_doctor)
 
+    en = sub.add_parser("enrich", help="write question hooks for added documents with the LLM (RAG_LLM)")
+    en.add_argument("docs", nargs="*", metavar="DOC_ID", help="documents (default: those without hooks)")
+    en.add_argument("--quiet", action="store_true")
+    en.set_defaults(func=cmd_enrich)
     a = sub.add_parser("ask", help="answer one question with clause citations")
     a.add_argument("question")
     a.add_argument("--json", action="store_true", help="print the answer object (a public contract)")

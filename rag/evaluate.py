@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 LANGS = ("zh", "en")
 ROLES = ("user", "assistant")
-CONFIG_ORDER = ("naive", "bm25", "dense", "hybrid", "hybrid+rerank", "llm")
+CONFIG_ORDER = ("naive", "bm25", "dense", "hybrid-nohooks", "hybrid+hooks-lex", "hybrid+hooks-dense",
+                "hybrid", "hybrid+rerank", "llm")
 DEFAULT_CONFIG = "hybrid"
 MRR_CUTOFF = 10
 
@@ -313,7 +314,7 @@ Adapter = Callable[[EvalItem, int], ConfigOutput]
 
 
 def available_configs(assistant: Any) -> list[str]:
-    names = ["naive", "bm25", "dense", "hybrid"]
+    names = ["naive", "bm25", "dense", "hybrid-nohooks", "hybrid"]
     if assistant.reranker_available:
         names.append("hybrid+rerank")
     if assistant.llm_available:
@@ -349,6 +350,9 @@ def make_adapter(
     options: dict[str, dict[str, Any]] = {
         "bm25": {"retrievers": ("bm25",)},
         "dense": {"retrievers": ("dense",)},
+        "hybrid-nohooks": {"retrievers": ("bm25", "dense")},
+        "hybrid+hooks-lex": {"retrievers": ("bm25", "dense", "hooks-lex")},
+        "hybrid+hooks-dense": {"retrievers": ("bm25", "dense", "hooks-dense")},
         "hybrid": {},
         "hybrid+rerank": {"rerank": True},
         "llm": {"mode": "llm"},

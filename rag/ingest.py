@@ -8,6 +8,7 @@ nothing; any change builds a new collection aside and then switches to it.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import re
@@ -19,15 +20,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import laws, lexical, store
+from . import hooks, laws, lexical, store
 from .chunk import chunk_document, embedding_text
 from .corruption import Suspect, detect_corruption
+from .dense import DenseIndex
 from .embed import EmbeddingCache, get_embedder
 from .errors import CorpusError
 from .loaders import LoadedFile, Skipped, load_files
 from .models import IN_FORCE, Chunk, Clause, Document
 from .normalize import NORMALIZER_VERSION, normalize_text
 from .parse import parse_document
+from .retrieve import ClauseTable
 from .settings import Settings
 from .titles import english_law_titles
 
@@ -45,6 +48,8 @@ class IngestSummary:
     warnings: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     seconds: float = 0.0
+    hooks: int = 0
+    hooks_embedded: int = 0
     changed: bool = False
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
@@ -56,7 +61,8 @@ class IngestSummary:
         state = "index rebuilt" if self.changed else "index up to date, nothing embedded"
         out.append(
             f"{state}: {self.documents} documents, {self.clauses} clauses, {self.chunks} chunks "
-            f"({self.embedded} embedded, {self.reused} reused), {len(self.warnings)} warnings, "
+            f"({self.embedded} embedded, {self.reused} reused), {self.hooks} question hooks "
+            f"({self.hooks_embedded} embedded), {len(self.warnings)} warnings, "
             f"{len(self.skipped)} skipped, {self.seconds:.1f} s"
         )
         if self.added or self.updated or self.removed:
@@ -234,7 +240,14 @@ def _ingest(settings: Settings, add_paths: list[str] | None, rebuild: bool,
     summary.removed = sorted(set(old_docs) - set(new_docs))
     summary.updated = sorted(d for d in set(new_docs) & set(old_docs)
                              if new_docs[d].content_hash != old_docs[d].content_hash)
-    if compatible and not rebuild and new_ids == old_ids and not summary.updated:
+    match = match_hooks(settings, chunks)
+    summary.warnings += [f"{e.source}: stale question hooks for {e.label} (the clause text changed); "
+                         "rewrite them or run `rag enrich`" for e in match.stale]
+    rows = hooks.hook_rows(match)
+    fingerprint = hooks_fingerprint(rows)
+    summary.hooks = len(rows)
+    if (compatible and current is not None and not rebuild and new_ids == old_ids and not summary.updated
+            and current.hooks_fingerprint == fingerprint):
         remember_sources(settings.data_dir, sources)
         summary.reused = len(chunks)
         summary.seconds = time.perf_counter() - started
@@ -242,18 +255,81 @@ def _ingest(settings: Settings, add_paths: list[str] | None, rebuild: bool,
 
     vectors = _vectors_for(chunks, client, current if compatible else None, old_ids,
                            embedder, settings, summary, progress)
+    hook_vectors = _hook_vectors(rows, client, current if compatible else None, embedder, settings,
+                                 summary, progress)
     dim = len(next(iter(vectors.values())))
     build = store.new_build_id()
     store.write_build(client, build, docs, chunks, vectors, dim)
-    lexical.build_and_save(chunks, settings.data_dir / "lexical" / build)
+    store.write_hooks(client, build, rows, hook_vectors)
+    folder = settings.data_dir / "lexical" / build
+    lexical.build_and_save(chunks, folder)
+    save_hook_lexical(match, folder)
+    DenseIndex.build([c.chunk_id for c in chunks], [vectors[c.chunk_id] for c in chunks], dim,
+                     [r.clause for r in rows], [r.kind for r in rows], hook_vectors).save(folder)
     info = store.IndexInfo(build=build, embedder=settings.embedder, normalizer=NORMALIZER_VERSION,
-                           dim=dim, created=time.time(), documents=len(docs), chunks=len(chunks))
+                           dim=dim, created=time.time(), documents=len(docs), chunks=len(chunks),
+                           hooks=len(rows), hooks_fingerprint=fingerprint)
     store.activate(client, info)
     lexical.remove_other_builds(settings.data_dir / "lexical", keep=build)
     remember_sources(settings.data_dir, sources)
     summary.changed = True
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def hook_folders(settings: Settings) -> list[Path]:
+    """Bundled hooks, then hooks written by `rag enrich` for user documents."""
+    return [settings.corpus_dir / "hooks", settings.data_dir / "hooks"]
+
+
+def match_hooks(settings: Settings, chunks: list[Chunk]) -> hooks.HookMatch:
+    entries, problems = hooks.read_entries(hook_folders(settings))
+    for p in problems:
+        log.warning("question hooks skipped: %s", p)
+    return hooks.match_entries(entries, ClauseTable(chunks).clauses)
+
+
+def hooks_fingerprint(rows: list[hooks.HookRow]) -> str:
+    digest = hashlib.sha1()
+    for r in rows:
+        digest.update(f"{r.clause[0]}|{r.clause[1]}|{r.kind}|{r.text}\n".encode())
+    return digest.hexdigest()
+
+
+def save_hook_lexical(match: hooks.HookMatch, folder: Path) -> None:
+    keys = sorted(match.by_clause)
+    if not keys:  # no document has hooks: nothing to index
+        return
+    index = lexical.build_texts([f"{d}\x00{o}" for d, o in keys],
+                                [hooks.lexical_document(match.by_clause[k]) for k in keys])
+    lexical.build_and_save([], folder / "hooks", index=index)
+
+
+def _hook_vectors(rows: list[hooks.HookRow], client, current, embedder, settings: Settings,
+                  summary: IngestSummary, progress: bool) -> list[list[float]]:
+    """Stored vectors of the active build, then the cache, then the embedder."""
+    stored = store.read_hook_vectors(client, current) if current is not None else {}
+    keys = [hooks.vector_key(r.kind, r.text) for r in rows]
+    found: dict[str, list[float]] = {}
+    for r, key in zip(rows, keys, strict=True):
+        if (v := stored.get(store.hook_id(r))) is not None:
+            found[key] = v
+    cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite", settings.embedder)
+    try:
+        found.update(cache.get_many([k for k in keys if k not in found]))
+        todo = [(r, k) for r, k in zip(rows, keys, strict=True) if k not in found]
+        todo = list({k: (r, k) for r, k in todo}.values())
+        with tqdm(total=len(todo), desc="embedding hooks", unit="hook", disable=not progress or not todo) as bar:
+            for i in range(0, len(todo), 64):
+                part = todo[i : i + 64]
+                vecs = hooks.embed_rows([r for r, _ in part], embedder)
+                cache.put_many([(k, v) for (_, k), v in zip(part, vecs, strict=True)])
+                found.update({k: v for (_, k), v in zip(part, vecs, strict=True)})
+                bar.update(len(part))
+        summary.hooks_embedded = len(todo)
+    finally:
+        cache.close()
+    return [found[k] for k in keys]
 
 
 def _vectors_for(chunks: list[Chunk], client, current, old_ids: set[str], embedder, settings: Settings,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .chunk import embedding_text
-from .lexicon import DATA, expand_synonyms, translate_terms, user_words
+from .lexicon import DATA, expand_synonyms, stem_words, translate_terms, user_words
 from .models import Chunk
 
 log = logging.getLogger(__name__)
@@ -103,17 +103,32 @@ class LexicalIndex:
         return [(self.chunk_ids[i], float(s[i])) for i in order if s[i] > 0]
 
 
-def _index(chunks: list[Chunk]):
+def _index(token_lists: list[list[str]]):
     import bm25s
 
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every build at DEBUG
     retriever = bm25s.BM25()
-    retriever.index([tokenize(embedding_text(c)) for c in chunks], show_progress=False)
+    retriever.index(token_lists, show_progress=False)
     return retriever
 
 
 def build(chunks: list[Chunk]) -> LexicalIndex:
-    return LexicalIndex([c.chunk_id for c in chunks], _index(chunks))
+    return LexicalIndex([c.chunk_id for c in chunks], _index([tokenize(embedding_text(c)) for c in chunks]))
+
+
+def fold_english(tokens: list[str] | tuple[str, ...]) -> list[str]:
+    """English tokens folded to a crude stem (profits → profit), others unchanged."""
+    out = []
+    for t in tokens:
+        if t.isascii() and t.isalpha():
+            t = stem_words(t).strip() or t
+        out.append(t)
+    return out
+
+
+def build_texts(ids: list[str], texts: list[str]) -> LexicalIndex:
+    """A lexical field over free texts (the question hooks), English folded."""
+    return LexicalIndex(ids, _index([fold_english(tokenize(t)) for t in texts]))
 
 
 def lexicon_fingerprint() -> str:
@@ -125,8 +140,8 @@ def lexicon_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def build_and_save(chunks: list[Chunk], folder: Path) -> LexicalIndex:
-    index = build(chunks)
+def build_and_save(chunks: list[Chunk], folder: Path, index: LexicalIndex | None = None) -> LexicalIndex:
+    index = index or build(chunks)
     folder.mkdir(parents=True, exist_ok=True)
     index._retriever.save(str(folder), show_progress=False)
     (folder / "chunk_ids.json").write_text(json.dumps(index.chunk_ids), encoding="utf-8")

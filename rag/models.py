@@ -131,6 +131,7 @@ class Citation:
     quotes: list[str]
     english_title: str = ""
     in_force: bool = True
+    gist_en: str = ""  # unofficial English gist of the clause (English questions); never the clause
     effective_date: str = ""
     # Labels of linked clauses: a law article's implementing-regulation articles, the law
     # article a regulation article explains, other articles it refers to (rag/links.py).

@@ -11,12 +11,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from . import store
 from .aliases import canonical_chinese, english_documents
-from .lexical import LexicalIndex, query_tokens
+from .dense import DenseIndex, standardise, top_indices
+from .lexical import LexicalIndex, fold_english, query_tokens
 from .lexicon import translate_terms
 from .models import IN_FORCE, Chunk, ScoredChunk
 from .references import ClauseRef, find_reference
+from .romanize import mentioned, romanised_names
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ RRF_K = 60
 # bm25 the Chinese terms; see the closing note for the grid.
 DEFAULT_WEIGHTS = {"bm25": 1.0, "dense": 1.0}
 CANDIDATES = 60
+DEFAULT_RETRIEVERS = ("bm25", "dense", "hooks")
 EXACT_SCORE = 1.0  # fused score given to a clause the question names
 DOC_BOOST = 0.012  # added to clauses of a document the question names (≈ a top-20 rank)
 # A clause that another document's clause explains ("企业所得税法第二十八条第二款所称…")
@@ -127,13 +129,44 @@ class ClauseTable:
         return hits if len(hits) == 1 else []
 
 
+@dataclass(frozen=True)
+class HookFusion:
+    """How hook evidence joins the clause's own: each list (dense, bm25) ranks a clause by the
+    better of its clause score and its best hook score, both as z-scores over this query's
+    population (one scale), minus an offset for the hook side. A clause with no hooks keeps
+    exactly its own score, so fusion never penalises a missing hook."""
+
+    dense_offset: float = 0.0  # in standard deviations of this query's scores
+    lexical_offset: float = 0.0
+
+
+def normalise_max(scores: Mapping[K, float]) -> dict[K, float]:
+    top = max(scores.values(), default=0.0)
+    return {key: s / top for key, s in scores.items()} if top > 0 else {}
+
+
+def merge_by_max(own: Mapping[K, float], hook: Mapping[K, float], offset: float) -> list[K]:
+    """Keys ranked by max(own score, hook score − offset), best first (pure)."""
+    merged = dict(own)
+    for key, s in hook.items():
+        merged[key] = max(merged.get(key, float("-inf")), s - offset)
+    return sorted(merged, key=lambda key: -merged[key])
+
+
+def _clause_key_from_id(hook_doc_id: str) -> tuple[str, int]:
+    doc_id, _, ordinal = hook_doc_id.rpartition("\x00")
+    return (doc_id, int(ordinal))
+
+
 class HybridSearcher:
-    def __init__(self, table: ClauseTable, lexical: LexicalIndex, collection, embedder,
-                 english_to_short: dict[str, str], reranker=None,
-                 zh_aliases: dict[str, str] | None = None) -> None:
+    def __init__(self, table: ClauseTable, lexical: LexicalIndex, dense: DenseIndex, embedder,
+                 english_to_short: dict[str, str], reranker=None, hook_lexical: LexicalIndex | None = None,
+                 fusion: HookFusion | None = None, zh_aliases: dict[str, str] | None = None) -> None:
         self.table = table
         self.lexical = lexical
-        self.collection = collection
+        self.dense = dense
+        self.hook_lexical = hook_lexical
+        self.fusion = fusion or HookFusion()
         self.embedder = embedder
         self.english_to_short = english_to_short
         self.reranker = reranker
@@ -142,14 +175,25 @@ class HybridSearcher:
         # (short_title, clause_key) → clauses of other documents that cite it (rag/links.py)
         self.explained_by: dict[tuple[str, str], list[tuple[str, str]]] = {}
         self.link_share = LINK_SHARE
-        self._mask_cache: dict[Filters, np.ndarray] = {}
+        self.romanised = {short: names for short in self.known_titles if (names := romanised_names(short))}
+        self._mask_cache: dict[tuple[str, Filters], np.ndarray] = {}
+        self._hook_keys = [_clause_key_from_id(i) for i in hook_lexical.chunk_ids] if hook_lexical else []
+        self._clause_chunks: dict[tuple[str, int], list[str]] = {}
+        for c in table.chunks:
+            self._clause_chunks.setdefault(clause_key_of(c), []).append(c.chunk_id)
+        self._position_cache: dict[int, dict[str, int]] = {}
 
-    def _mask(self, filters: Filters) -> np.ndarray:
-        if filters not in self._mask_cache:
-            self._mask_cache[filters] = np.array(
-                [1.0 if filters.allows(self.table.by_id[cid]) else 0.0 for cid in self.lexical.chunk_ids],
-                dtype=np.float32)
-        return self._mask_cache[filters]
+    def _mask(self, filters: Filters, which: str = "lexical") -> np.ndarray:
+        if (which, filters) not in self._mask_cache:
+            if which == "hooks_lexical":
+                allowed = [filters.allows(self.table.clauses[k]) for k in self._hook_keys]
+            elif which == "hook_segments":
+                allowed = [filters.allows(self.table.clauses[k]) for k in self.dense.segment_clauses]
+            else:
+                ids = self.lexical.chunk_ids if which == "lexical" else self.dense.chunk_ids
+                allowed = [filters.allows(self.table.by_id[cid]) for cid in ids]
+            self._mask_cache[(which, filters)] = np.array(allowed, dtype=np.float32)
+        return self._mask_cache[(which, filters)]
 
     def mentioned_documents(self, query: str) -> set[str]:
         """Short titles of the documents a question names (外商投资法, the Energy Law, the plan)."""
@@ -160,6 +204,7 @@ class HybridSearcher:
                 found.add(title)
                 rest = rest.replace(title, " ")  # 外商投资法实施条例 hides 外商投资法
         found.update(english_documents(query, self.english_to_short, self.known_titles))
+        found |= {short for short, names in self.romanised.items() if mentioned(query, names)}
         if _NOTICE_WORDS.search(query) and "工作方案" in self.known_titles:
             found.add("工作方案")
         return found
@@ -168,7 +213,7 @@ class HybridSearcher:
         return find_reference(query, self.known_titles, self.english_to_short, self.zh_aliases)
 
     def search(self, query: str, *, k: int = 5, filters: Filters | None = None,
-               retrievers: tuple[str, ...] = ("bm25", "dense"), rerank: bool = False,
+               retrievers: tuple[str, ...] = DEFAULT_RETRIEVERS, rerank: bool = False,
                weights: dict[str, float] | None = None, extra_query: str = "") -> list[ScoredChunk]:
         """`query` is normalised; `extra_query` (a previous turn) widens recall only."""
         filters = filters or Filters()
@@ -180,19 +225,39 @@ class HybridSearcher:
             toks = tokens + [t for t in query_tokens(extra_query) if t not in tokens]
             hits = self.lexical.top(toks, CANDIDATES, self._mask(filters))
             rankings["bm25"], raw["bm25"] = self._to_clauses(hits)
+        hook_dense = "hooks" in retrievers or "hooks-dense" in retrievers
+        hook_lex = "hooks" in retrievers or "hooks-lex" in retrievers
         if "dense" in retrievers:
             # English questions also carry the Chinese terms of the glossary, which
             # pulls the multilingual embedding towards the Chinese clauses.
             terms = " ".join(translate_terms(query)) if re.search(r"[A-Za-z]{3}", query) else ""
-            vec = self.embedder.embed_query(f"{extra_query} {query} {terms}".strip())
-            # An unfiltered query post-filtered here is ~10x faster than Chroma's
-            # metadata filter; the filtered query is the fallback when too few pass.
-            hits = [(cid, s) for cid, s in store.dense_query(self.collection, vec, CANDIDATES)
-                    if cid in self.table.by_id and filters.allows(self.table.by_id[cid])]
-            if len(hits) < max(k, 10):
-                hits = store.dense_query(self.collection, vec, CANDIDATES, filters.where())
-            rankings["dense"], raw["dense"] = self._to_clauses(hits)
-        fused = rrf(rankings, weights)
+            vec = np.asarray(self.embedder.embed_query(f"{extra_query} {query} {terms}".strip()),
+                             dtype=np.float32)
+            cosines = self.dense.chunk_scores(vec)
+            chunk_mask = self._mask(filters, "dense")
+            top = top_indices(cosines, CANDIDATES, chunk_mask)
+            rankings["dense"], raw["dense"] = self._to_clauses(
+                [(self.dense.chunk_ids[i], float(cosines[i])) for i in top])
+            if hook_dense and self.dense.hook_clauses:
+                best = self.dense.best_hook_per_clause(vec)
+                seg_mask = self._mask(filters, "hook_segments")
+                top_h = top_indices(best, CANDIDATES, seg_mask)
+                raw["hooks_dense"] = {self.dense.segment_clauses[i]: round(float(best[i]), 6) for i in top_h}
+                rankings["dense"] = self._calibrated(
+                    cosines, chunk_mask, rankings["dense"], best, seg_mask, top_h, self.fusion.dense_offset)
+        if "bm25" in retrievers and hook_lex and self.hook_lexical is not None:
+            toks = tokens + [t for t in query_tokens(extra_query) if t not in tokens]
+            lex_mask = self._mask(filters)
+            own = self.lexical.scores(toks, lex_mask)
+            hook_mask = self._mask(filters, "hooks_lexical")
+            hook_bm25 = self.hook_lexical.scores(fold_english(toks), hook_mask)
+            top_h = top_indices(hook_bm25, CANDIDATES, hook_mask * (hook_bm25 > 0))
+            raw["hooks_bm25"] = {self._hook_keys[i]: round(float(hook_bm25[i]), 6) for i in top_h}
+            if top_h.size:
+                rankings["bm25"] = self._calibrated(own, lex_mask, rankings.get("bm25", []), hook_bm25, hook_mask,
+                                                    top_h, self.fusion.lexical_offset, ids=self.lexical.chunk_ids,
+                                                    hook_keys=self._hook_keys)
+        fused = rrf({name: ranking for name, ranking in rankings.items()}, weights)
         mentioned = self.mentioned_documents(query) | (self.mentioned_documents(extra_query) if extra_query else set())
         if mentioned:
             for key in fused:
@@ -210,7 +275,8 @@ class HybridSearcher:
         results = []
         for rank, key in enumerate(order[:k], start=1):
             clause = self.table.clauses[key]
-            scores: dict[str, float | None] = {name: raw[name].get(key) for name in ("bm25", "dense") if name in raw}
+            scores: dict[str, float | None] = {name: raw[name].get(key) for name in
+                                               ("bm25", "dense", "hooks_bm25", "hooks_dense") if name in raw}
             if "rerank" in raw:
                 scores["rerank"] = raw["rerank"].get(key)
             text = clause.text.lower()
@@ -228,6 +294,31 @@ class HybridSearcher:
                 if child is None or not filters.allows(self.table.clauses[child]):
                     continue
                 fused[child] = fused.get(child, 0.0) + self.link_share * fused[key]
+
+    def _calibrated(self, own: np.ndarray, own_mask: np.ndarray, own_ranking: list[tuple[str, int]],
+                    hook: np.ndarray, hook_mask: np.ndarray, hook_top: np.ndarray, offset: float,
+                    ids: list[str] | None = None, hook_keys: list[tuple[str, int]] | None = None) -> list[tuple[str, int]]:
+        """One list from a clause signal and its hook signal, each standardised over this
+        query's population, merged per clause by max (own z, hook z − offset)."""
+        ids = ids if ids is not None else self.dense.chunk_ids
+        hook_keys = hook_keys if hook_keys is not None else self.dense.segment_clauses
+        z_own = standardise(own, own_mask)
+        z_hook = standardise(hook, hook_mask)
+        own_best: dict[tuple[str, int], float] = {}
+        pos = self._positions(ids)
+        for key in own_ranking:
+            for cid in self._clause_chunks.get(key, []):
+                if cid in pos:
+                    own_best[key] = max(own_best.get(key, float("-inf")), float(z_own[pos[cid]]))
+        hook_best = {hook_keys[i]: float(z_hook[i]) for i in hook_top}
+        return merge_by_max(own_best, hook_best, offset)
+
+    def _positions(self, ids: list[str]) -> dict[str, int]:
+        cache = self._position_cache.get(id(ids))
+        if cache is None:
+            cache = {cid: i for i, cid in enumerate(ids)}
+            self._position_cache[id(ids)] = cache
+        return cache
 
     def _to_clauses(self, hits: list[tuple[str, float]]) -> tuple[list[tuple[str, int]], dict[tuple[str, int], float]]:
         ranked: list[tuple[str, int]] = []

@@ -33,10 +33,16 @@ class IndexInfo:
     created: float
     documents: int
     chunks: int
+    hooks: int = 0  # hook rows (question hooks) in hooks_<build>
+    hooks_fingerprint: str = ""
 
     @property
     def chunks_name(self) -> str:
         return f"chunks_{self.build}"
+
+    @property
+    def hooks_name(self) -> str:
+        return f"hooks_{self.build}"
 
     @property
     def docs_name(self) -> str:
@@ -99,11 +105,11 @@ def new_build_id() -> str:
 def remove_leftovers(client) -> list[str]:
     """Delete collections of builds that never became active (a killed ingest)."""
     info = active_info(client)
-    keep = {info.chunks_name, info.docs_name} if info else set()
+    keep = {info.chunks_name, info.docs_name, info.hooks_name} if info else set()
     removed = []
     for col in client.list_collections():
         name = col if isinstance(col, str) else col.name
-        if (name.startswith("chunks_") or name.startswith("docs_")) and name not in keep:
+        if name.startswith(("chunks_", "docs_", "hooks_")) and name not in keep:
             client.delete_collection(name)
             removed.append(name)
     if removed:
@@ -129,12 +135,59 @@ def write_build(client, build: str, docs: list[Document], chunks: list[Chunk],
                     embeddings=[unit for _ in batch_docs])
 
 
+def write_hooks(client, build: str, rows: list, vectors: list[list[float]]) -> None:
+    """Question hooks in their own collection: they score their clause, never stand for it."""
+    col = client.create_collection(f"hooks_{build}", metadata={"hnsw:space": "cosine"})
+    for i in range(0, len(rows), _BATCH):
+        batch = rows[i : i + _BATCH]
+        col.add(ids=[hook_id(r) for r in batch], documents=[r.text for r in batch],
+                metadatas=[{"doc_id": r.clause[0], "ordinal": r.clause[1], "kind": r.kind} for r in batch],
+                embeddings=vectors[i : i + _BATCH])
+
+
+def hook_id(row) -> str:
+    import hashlib
+
+    raw = f"{row.clause[0]}|{row.clause[1]}|{row.kind}|{row.text}"
+    return hashlib.sha1(raw.encode("utf-8")).hexdigest()
+
+
+def read_hook_vectors(client, info: IndexInfo) -> dict[str, list[float]]:
+    """Stored hook vectors by hook id (for reuse at the next build)."""
+    if not info.hooks:
+        return {}
+    try:
+        col = client.get_collection(info.hooks_name)
+    except Exception:  # an index built before hooks existed
+        return {}
+    out: dict[str, list[float]] = {}
+    for offset in range(0, col.count(), 5000):
+        got = col.get(include=["embeddings"], limit=5000, offset=offset)
+        out.update({cid: list(v) for cid, v in zip(got["ids"], got["embeddings"], strict=True)})
+    return out
+
+
+def read_hook_rows(client, info: IndexInfo) -> tuple[list[tuple[tuple[str, int], str, str]], list[list[float]]]:
+    """(clause key, kind, text) rows and their vectors, for a machine without the derived files."""
+    if not info.hooks:
+        return [], []
+    col = client.get_collection(info.hooks_name)
+    rows, vecs = [], []
+    for offset in range(0, col.count(), 5000):
+        got = col.get(include=["documents", "metadatas", "embeddings"], limit=5000, offset=offset)
+        for j in range(len(got["ids"])):
+            m = got["metadatas"][j]
+            rows.append(((str(m["doc_id"]), int(m["ordinal"])), str(m["kind"]), got["documents"][j]))
+            vecs.append(list(got["embeddings"][j]))
+    return rows, vecs
+
+
 def activate(client, info: IndexInfo) -> None:
     """The switch: one metadata write makes the new build the index in use."""
     previous = active_info(client)
     _registry(client).modify(metadata={"active": json.dumps(asdict(info))})
     if previous and previous.build != info.build:
-        for name in (previous.chunks_name, previous.docs_name):
+        for name in (previous.chunks_name, previous.docs_name, previous.hooks_name):
             try:
                 client.delete_collection(name)
             except Exception:  # already gone: nothing to clean

@@ -303,3 +303,13 @@ def test_upload_summary_lists_lines_and_skipped_files():
     assert "added 1 document" in html and "a.exe" in html and "Skipped" in html
     assert_inert(html)
     assert "added: 2" in render.render_upload_summary({"added": 2})
+
+
+def test_gist_shows_under_the_clause_marked_unofficial_and_escaped():
+    c = citation(gist_en="Zones may <b>convert</b> industrial land to R&D use.")
+    html = render.citation_card(c, "en", english=True)
+    assert html.index("clause-text") < html.index("gist-text")
+    assert "Unofficial English gist" in html and "&lt;b&gt;convert&lt;/b&gt;" in html
+    assert "gist" not in render.citation_card(citation(), "en", english=True)
+    assert "Unofficial English gist (not the official text): Zones may" in render.answer_markdown(
+        result(citations=[c]))

@@ -85,6 +85,9 @@ details.linked-clause summary { cursor: pointer; color: var(--color-accent); tex
 .meta { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; font-size: 0.8rem; margin: 4px 0; }
 .section { font-size: 0.8rem; color: var(--body-text-color-subdued); }
 .clause-text { white-space: pre-wrap; line-height: 1.75; margin-top: 6px; }
+.gist { margin-top: 8px; padding: 6px 8px; border-left: 3px solid #b0b7c3; background: var(--background-fill-secondary); }
+.gist-label { font-size: 0.8em; color: var(--body-text-color-subdued); }
+.gist-text { font-style: italic; }
 .badge { display: inline-block; border-radius: 999px; padding: 1px 8px; font-size: 0.75rem; font-weight: 600; }
 .badge-ok { background: #dcfce7; color: #166534; }
 .badge-bad { background: #fee2e2; color: #991b1b; }

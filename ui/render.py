@@ -291,9 +291,20 @@ def citation_card(c: Citation, lang: str, *, english: bool, focused: bool = Fals
         f'<div class="card-head"><span class="n">[{c.n}]</span> <span class="label">{escape(c.label)}</span></div>'
         f'<div class="doc-title">{title}</div>'
         f'<div class="meta">{" ".join(meta)}</div>{section}'
-        f'<div class="clause-text">{highlight(c.text, c.quotes)}</div>'
+        f'<div class="clause-text">{highlight(c.text, c.quotes)}</div>{gist_block(c.gist_en)}'
         f'{_links_html(c, lang, clause_text)}</div>'
     )
+
+
+GIST_NOTE = "Unofficial English gist — not the official text; the Chinese clause above is what is cited."
+
+
+def gist_block(gist: str) -> str:
+    """The clause's unofficial English gist, under the Chinese text and marked as such."""
+    if not gist:
+        return ""
+    return (f'<div class="gist"><div class="gist-label">{escape(GIST_NOTE)}</div>'
+            f'<div class="gist-text">{escape(gist)}</div></div>')
 
 
 def _related_card(label: str, chunk: Chunk | None, lang: str) -> str:
@@ -329,6 +340,8 @@ def answer_markdown(result: AskResult) -> str:
             if c.section_path:
                 lines.append(f"    {c.section_path}")
             lines += [f"> {q}" for q in c.quotes]
+            if c.gist_en:
+                lines.append(f"    Unofficial English gist (not the official text): {c.gist_en}")
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
