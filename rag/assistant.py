@@ -229,7 +229,12 @@ class Assistant:
             # quoted clauses whole.
             quoted = "".join(r.chunk.text for r, _ in picked)
             if not has_figure(quoted):
-                reason = "the question asks for a figure and the matching clauses give none"
+                # A linked clause may hold it: the law article a regulation article explains.
+                linked = self._linked_figure(picked, tokens)
+                if linked:
+                    picked = [*picked, linked]
+                else:
+                    reason = "the question asks for a figure and the matching clauses give none"
         if reason:
             related = results[:3]
             text = abstention_text(out_lang, related)
@@ -261,6 +266,27 @@ class Assistant:
         timings["total"] = (time.perf_counter() - t0) * 1000
         yield AskResult(answer=text, abstained=False, citations=citations, timings_ms=_round(timings),
                         warnings=warnings, **base)
+
+    def _linked_figure(self, picked: list[tuple[ScoredChunk, list[str]]],
+                       tokens: list[str]) -> tuple[ScoredChunk, list[str]] | None:
+        """The first in-force clause linked to the top quoted clause whose text has a figure,
+        with its best figure sentences."""
+        from .answer import _sentences, sentence_score
+
+        if not picked:
+            return None
+        for label in self.see_also(picked[0][0].chunk):
+            found = self.find(label)
+            if not found or found[0].status != IN_FORCE or not has_figure(found[0].text):
+                continue
+            clause = found[0]
+            scored = sorted(((sentence_score(t, tokens), i, t) for i, t in enumerate(_sentences(clause))
+                             if has_figure(t)), key=lambda x: (-x[0], x[1]))
+            if not scored or scored[0][0] <= 0:
+                continue
+            quotes = [t for _, _, t in sorted(scored[:2], key=lambda x: x[1])]
+            return ScoredChunk(chunk=clause, rank=len(picked) + 1, fused=0.0, scores={}), quotes
+        return None
 
     def see_also(self, chunk: Chunk) -> list[str]:
         """Labels of the clauses linked to this one (rag/links.py)."""

@@ -143,3 +143,12 @@ def test_corpus_holds_the_notice_laws_and_regulations(full_assistant):
         by_type.setdefault(d.doc_type, []).append(d)
     assert len(by_type["政策文件"]) == 1 and len(by_type["法律"]) >= 25 and len(by_type["行政法规"]) >= 22
     assert all(d.issuer == "国务院" and d.clause_count > 0 for d in by_type["行政法规"])
+
+
+@pytest.mark.slow
+def test_a_figure_in_a_linked_clause_is_quoted_instead_of_abstaining(full_assistant):
+    # The regulation article defines 公益性捐赠; the law article it explains holds the 12 %.
+    r = full_assistant.ask("企业做公益捐赠，所得税前最多能扣多少？超出的部分怎么办？")
+    assert not r.abstained, r.warnings
+    law = next(c for c in r.citations if c.label == "《企业所得税法》第九条")
+    assert any("12" in q for q in law.quotes)
