@@ -40,18 +40,18 @@ lint: install-dev
 
 # The benchmark: every configuration side by side. The test split is the headline report
 # (eval/reports/), the dev split (used for tuning) goes to eval/reports/dev/. The items on
-# user-added regulations run when ../shared/regulations exists, on a second index that
-# adds them (the embedding cache is shared per user, so nothing is embedded twice).
-SHARED_REGS ?= ../shared/regulations
+# documents a user adds run when ../shared/local-regulations exists, on a second index
+# that adds them (the embedding cache is shared).
+LOCAL_REGS ?= ../shared/local-regulations
 eval: ingest
 	$(BIN)/rag eval --dataset eval/test.jsonl --out eval/reports \
 	  --dump-answers eval/reports/answers-hybrid.jsonl --trec eval/reports/trec
 	$(BIN)/rag eval --dataset eval/dev.jsonl --out eval/reports/dev
-	@if [ -d "$(SHARED_REGS)" ]; then \
-	  RAG_DATA_DIR=.rag-regs $(BIN)/rag ingest --quiet "$(SHARED_REGS)" && \
-	  RAG_DATA_DIR=.rag-regs $(BIN)/rag eval --dataset eval/regulations-dev.jsonl \
-	    --dataset eval/regulations-test.jsonl --config naive --config hybrid --out eval/reports/regulations; \
-	else echo "$(SHARED_REGS) not found: regulation items skipped"; fi
+	@if [ -d "$(LOCAL_REGS)" ]; then \
+	  RAG_DATA_DIR=.rag-local $(BIN)/rag ingest --quiet "$(LOCAL_REGS)" && \
+	  RAG_DATA_DIR=.rag-local $(BIN)/rag eval --dataset eval/local-dev.jsonl \
+	    --dataset eval/local-test.jsonl --config naive --config hybrid --out eval/reports/local; \
+	else echo "$(LOCAL_REGS) not found: items on user-added documents skipped"; fi
 
 eval-dev: ingest
 	$(BIN)/rag eval --dataset eval/dev.jsonl
@@ -69,4 +69,4 @@ load: ingest
 	$(BIN)/python bench/load.py --clients 16 --requests 50
 
 clean:
-	rm -rf .rag .rag-test .rag-regs tests/artifacts
+	rm -rf .rag .rag-test .rag-regs .rag-local tests/artifacts

@@ -38,7 +38,7 @@ def dir_size(path: Path) -> int:
 def questions() -> list[tuple[str, list]]:
     out = []
     for path in sorted((ROOT / "eval" / "items").glob("*.jsonl")):
-        if path.stem == "regulations":
+        if path.stem == "local-regulations":
             continue  # not in the default corpus
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():

@@ -3,8 +3,9 @@
 Within each source file, items are ordered by a hash of their id and dealt
 alternately to dev and test, so both splits cover every file, language and
 category, and an item never changes split when others are added. The items
-about user-added regulations go to their own pair of files, because they run
-only when ../shared/regulations has been ingested.
+about documents a user adds (items/local-regulations.jsonl) go to their own pair
+of files, local-dev/local-test, because they run only when
+../shared/local-regulations has been ingested.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 from pathlib import Path
 
 EVAL = Path(__file__).resolve().parent
+LOCAL_ITEMS = "local-regulations"  # items on documents a user adds, not in the bundled corpus
 
 
 def _key(item: dict) -> str:
@@ -21,10 +23,10 @@ def _key(item: dict) -> str:
 
 
 def split() -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {"dev": [], "test": [], "regulations-dev": [], "regulations-test": []}
+    out: dict[str, list[dict]] = {"dev": [], "test": [], "local-dev": [], "local-test": []}
     for path in sorted((EVAL / "items").glob("*.jsonl")):
         items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        prefix = "regulations-" if path.stem == "regulations" else ""
+        prefix = "local-" if path.stem == LOCAL_ITEMS else ""
         for group in sorted({(i["lang"], bool(i.get("history"))) for i in items}):
             members = sorted((i for i in items if (i["lang"], bool(i.get("history"))) == group), key=_key)
             for n, item in enumerate(members):

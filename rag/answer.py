@@ -148,6 +148,33 @@ def status_warnings(citations: list[Citation], chunks: dict[int, Chunk], lang: s
     return out
 
 
+def add_links_and_versions(citations: list[Citation], chunks: dict[int, Chunk],
+                           see_also: Callable[[Chunk], list[str]],
+                           other_version: Callable[[Chunk], dict[str, str] | None]) -> None:
+    """Fill each citation's see_also, effective_date and other_version from its clause."""
+    for c in citations:
+        chunk = chunks.get(c.n)
+        if chunk is None:
+            continue
+        c.effective_date = chunk.effective_date
+        c.see_also = see_also(chunk)
+        c.other_version = other_version(chunk)
+
+
+def link_lines(citations: list[Citation], lang: str) -> list[str]:
+    """'See also' and 'a revised text takes effect …' lines under the sources."""
+    out = []
+    for c in citations:
+        if c.see_also:
+            out.append(f"    [{c.n}] see also: " + ", ".join(c.see_also) if lang == "en"
+                       else f"    [{c.n}] 另见：" + "、".join(c.see_also))
+        if c.other_version:
+            o = c.other_version
+            out.append(f"    [{c.n}] revised text adopted {o['date']} takes effect {o['effective_date']}: {o['label']}"
+                       if lang == "en" else f"    [{c.n}] {o['date']}修改的文本自{o['effective_date']}起施行：{o['label']}")
+    return out
+
+
 def source_line(c: Citation, lang: str) -> str:
     status = c.status if c.in_force else f"{c.status} ⚠"
     title = f"{c.label} {c.english_title}" if lang == "en" and c.english_title else c.label

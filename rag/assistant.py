@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import threading
@@ -13,11 +14,14 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 
 from . import lexical, store
+from .aliases import chinese_aliases, english_aliases
 from .answer import (
     abstention_text,
+    add_links_and_versions,
     answer_tokens,
     compose,
     evidence_of,
+    link_lines,
     pick_quotes,
     resolve_follow_up,
     status_warnings,
@@ -27,7 +31,8 @@ from .embed import get_embedder
 from .errors import ConfigError
 from .laws import short_title
 from .lexicon import glossary_words, stem_words
-from .models import AskResult, Chunk, Document, ScoredChunk
+from .links import ClauseText, build_links
+from .models import IN_FORCE, NOT_YET_IN_FORCE, AskResult, Chunk, Document, ScoredChunk
 from .normalize import NORMALIZER_VERSION, detect_language, normalize_query, replace_lone_surrogates
 from .retrieve import DEFAULT_RETRIEVERS, ClauseTable, Filters, HybridSearcher
 from .scope import asks_for_figure, has_figure, unknown_names
@@ -106,11 +111,22 @@ class Assistant:
             hook_lex = lexical.load(folder / "hooks")
         self._embedder = get_embedder(s.embedder)
         english_to_short = {en: short_title(zh) for zh, en in english_law_titles().items()}
+        english_to_short |= {d.english_title: d.short_title for d in docs
+                             if d.english_title and d.status == IN_FORCE}
+        english_to_short |= english_aliases()
         from .ingest import match_hooks
 
         hook_match = match_hooks(s, chunks)
+        links = build_links(ClauseText(c.short_title, c.clause_key, c.text)
+                            for c in table.clauses.values() if c.kind == "article")
+        coming = {d.title: d for d in docs if d.status == NOT_YET_IN_FORCE}
+        self._coming = {d.short_title: coming[d.title] for d in docs
+                        if d.status == IN_FORCE and d.title in coming}
         searcher = HybridSearcher(table, lex, dense, self._embedder, english_to_short,
-                                  self._reranker, hook_lexical=hook_lex)
+                                  self._reranker, hook_lexical=hook_lex, zh_aliases=chinese_aliases())
+        searcher.explained_by = {target: [src for src in sources if src[0] != target[0]]
+                                 for target, sources in links.cited_by.items()}
+        self.links = links
         # Romanised place names of the documents (Ningbo, Daxie) are known English words.
         english_words = (set(lex.vocabulary()) | glossary_words()
                          | {w for names in searcher.romanised.values() for n in names for w in n.split()})
@@ -267,7 +283,12 @@ class Assistant:
             # quoted clauses whole.
             quoted = "".join(r.chunk.text for r, _ in picked)
             if not has_figure(quoted):
-                reason = "the question asks for a figure and the matching clauses give none"
+                # A linked clause may hold it: the law article a regulation article explains.
+                linked = self._linked_figure(picked, tokens)
+                if linked:
+                    picked = [*picked, linked]
+                else:
+                    reason = "the question asks for a figure and the matching clauses give none"
         if reason:
             related = results[:3]
             text = abstention_text(out_lang, related)
@@ -279,17 +300,61 @@ class Assistant:
         if model is not None:
             from .llm import llm_answer_stream
 
-            yield from llm_answer_stream(model, self.settings, q_norm, out_lang, results, base,
-                                         timings, t0, extractive=lambda: compose(out_lang, picked, self.gist))
+            for piece in llm_answer_stream(model, self.settings, q_norm, out_lang, results, base, timings, t0,
+                                           extractive=lambda: compose(out_lang, picked, self.gist)):
+                if isinstance(piece, AskResult):
+                    by_label = {r.chunk.label: r.chunk for r in results}
+                    add_links_and_versions(piece.citations, {c.n: by_label[c.label] for c in piece.citations
+                                                             if c.label in by_label},
+                                           self.see_also, self.other_version)
+                yield piece
             return
         text, citations, chunks = compose(out_lang, picked, self.gist)
-        warnings = status_warnings(citations, chunks, out_lang)
+        add_links_and_versions(citations, chunks, self.see_also, self.other_version)
+        text = "\n".join([text, *link_lines(citations, out_lang)])
+        warnings = status_warnings(citations, chunks, out_lang,
+                                   today=dt.date.fromisoformat(self.settings.as_of_date))
         if warnings:
             text += "\n\n" + "\n".join(("Note: " if out_lang == "en" else "注意：") + w for w in warnings)
         yield from text.splitlines(keepends=True)
         timings["total"] = (time.perf_counter() - t0) * 1000
         yield AskResult(answer=text, abstained=False, citations=citations, timings_ms=_round(timings),
                         warnings=warnings, **base)
+
+    def _linked_figure(self, picked: list[tuple[ScoredChunk, list[str]]],
+                       tokens: list[str]) -> tuple[ScoredChunk, list[str]] | None:
+        """The first in-force clause linked to the top quoted clause whose text has a figure,
+        with its best figure sentences."""
+        from .answer import _sentences, sentence_score
+
+        if not picked:
+            return None
+        for label in self.see_also(picked[0][0].chunk):
+            found = self.find(label)
+            if not found or found[0].status != IN_FORCE or not has_figure(found[0].text):
+                continue
+            clause = found[0]
+            scored = sorted(((sentence_score(t, tokens), i, t) for i, t in enumerate(_sentences(clause))
+                             if has_figure(t)), key=lambda x: (-x[0], x[1]))
+            if not scored or scored[0][0] <= 0:
+                continue
+            quotes = [t for _, _, t in sorted(scored[:2], key=lambda x: x[1])]
+            return ScoredChunk(chunk=clause, rank=len(picked) + 1, fused=0.0, scores={}), quotes
+        return None
+
+    def see_also(self, chunk: Chunk) -> list[str]:
+        """Labels of the clauses linked to this one (rag/links.py)."""
+        keys = [self.table.by_label.get(k) for k in self.links.see_also((chunk.short_title, chunk.clause_key))]
+        return [self.table.clauses[k].label for k in keys if k is not None]
+
+    def other_version(self, chunk: Chunk) -> dict[str, str] | None:
+        """The same clause in a version adopted but not yet in force, if the corpus has one."""
+        doc = self._coming.get(chunk.short_title)
+        if doc is None:
+            return None
+        key = self.table.by_label.get((doc.short_title, chunk.clause_key))
+        label = self.table.clauses[key].label if key else f"《{doc.short_title}》"
+        return {"label": label, "status": doc.status, "effective_date": doc.effective_date, "date": doc.date}
 
     def search(self, query: str, *, k: int = 10, filters: Filters | None = None,
                retrievers: tuple[str, ...] = DEFAULT_RETRIEVERS, rerank: bool | None = None) -> list[ScoredChunk]:
@@ -365,6 +430,7 @@ class Assistant:
             "store": "chroma-http" if self.settings.chroma_url else "chroma-embedded",
             "llm": self.llm_available,
             "reranker": self.settings.reranker or None,
+            "as_of": self.settings.as_of_date,
         }
 
     def add_files(self, paths: list[str]) -> dict[str, Any]:

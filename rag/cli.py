@@ -60,6 +60,7 @@ def cmd_corpus_list(args: argparse.Namespace) -> int:
     rows = [{"doc_id": d.doc_id, "title": d.title, "short_title": d.short_title, "type": d.doc_type,
              "issuer": d.issuer, "date": d.date, "status": d.status, "chunk_count": d.chunk_count,
              "clause_count": d.clause_count, "effective_date": d.effective_date,
+             "version_date": d.date, "english_title": d.english_title,
              "parts": d.part_count, "measures": d.measure_count, "hooked_clauses": d.hooked_clauses}
             for d in docs]
     if args.json:
@@ -92,7 +93,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from .normalize import NORMALIZER_VERSION
 
     s = _settings(args)
-    checks: list[tuple[str, bool, str]] = []
+    checks: list[tuple[str, bool, str]] = [
+        ("as-of", True, f"{s.as_of_date}: versions in force on this date (RAG_AS_OF)")]
     try:
         emb = get_embedder(s.embedder)
         vec = emb.embed_query("经开区")

@@ -95,9 +95,28 @@ _DOC_TYPE_BY_SUFFIX = (("条例", "行政法规"), ("法", "法律"), ("办法",
                        ("通知", "政策文件"), ("方案", "政策文件"), ("意见", "政策文件"))
 
 
+_NATIONAL = ("中华人民共和国", "国务院", "全国", "国家")
+_LOCAL_PREFIX = re.compile(r"^(?:北京|上海|天津|重庆|[\u4e00-\u9fff]{2,3}(?:省|市|自治区))")
+_NOT_PLACES = {"城镇", "城市", "农村", "中国", "中华"}
+
+
+def _starts_with_place(title: str) -> bool:
+    from .scope import _posseg  # jieba's place tags (ns), loaded once
+
+    if title.startswith(_NATIONAL):
+        return False
+    if _LOCAL_PREFIX.match(title):
+        return True
+    first = next(iter(_posseg().cut(title)), None)
+    return first is not None and first.flag == "ns" and len(first.word) >= 2 and first.word not in _NOT_PLACES
+
+
 def guess_doc_type(title: str) -> str:
     for suffix, kind in _DOC_TYPE_BY_SUFFIX:
         if title.endswith(suffix):
+            # 北京经济技术开发区条例, 山东省经济开发区条例: a province's or city's regulation.
+            if kind == "行政法规" and _starts_with_place(title):
+                return "地方性法规"
             return kind
     return "其他"
 
@@ -132,7 +151,7 @@ def gather_documents(settings: Settings, extra_paths: list[str]) -> tuple[list[D
         doc, suspects = document_from_file(f, english)
         warnings += [str(s) for s in suspects]
         docs.append(doc)
-    docs += laws.load_laws(laws.load_manifest(settings.laws_manifest), english)
+    docs += laws.load_laws(laws.load_manifest(settings.laws_manifest), english, as_of=settings.as_of_date)
     seen: dict[str, Document] = {}
     for doc in docs:
         if doc.doc_id in seen:

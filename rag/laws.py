@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from .errors import CorpusError
-from .models import IN_FORCE, Document
+from .models import IN_FORCE, NOT_YET_IN_FORCE, Document
 from .normalize import join_broken_lines, normalize_text
 
 PRC = "中华人民共和国"
@@ -63,8 +63,29 @@ def _connect(db: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{db}?mode=ro", uri=True)
 
 
-def resolve(entries: list[LawEntry], db: Path | None = None) -> list[tuple[LawEntry, dict]]:
-    """Find each listed law's version; a missing name is an error naming the closest matches."""
+def _takes_effect(row: dict) -> str:
+    return row["effective_date"] or row["version_date"] or ""
+
+
+def versions_as_of(rows: list[dict], as_of: str) -> list[dict]:
+    """The version in force on `as_of` and, after it, a version adopted by then that takes
+    effect later (its status set to 尚未生效). Rows are one law's versions, newest first; a
+    law with no version in force yet on that date keeps its current version."""
+    adopted = [r for r in rows if r["status"] != "已废止" and (r["version_date"] or "") <= as_of]
+    in_force = [r for r in adopted if _takes_effect(r) <= as_of]
+    if not in_force:
+        current = [r for r in rows if r["status"] == IN_FORCE]
+        return current[:1]
+    chosen = {**in_force[0], "status": IN_FORCE}
+    coming = [r for r in adopted if _takes_effect(r) > as_of and r["version_date"] > chosen["version_date"]]
+    return [chosen] + ([{**coming[0], "status": NOT_YET_IN_FORCE}] if coming else [])
+
+
+def resolve(entries: list[LawEntry], db: Path | None = None,
+            as_of: str | None = None) -> list[tuple[LawEntry, dict]]:
+    """Find each listed law's version; a missing name is an error naming the closest matches.
+    With `as_of` (YYYY-MM-DD), a law listed as 现行有效 gets the version in force on that
+    date, plus a version adopted but not yet in force (see versions_as_of)."""
     db = db or law_db_path()
     con = _connect(db)
     con.row_factory = sqlite3.Row
@@ -90,7 +111,10 @@ def resolve(entries: list[LawEntry], db: Path | None = None) -> list[tuple[LawEn
                     f"law {entry.name!r} has no version with status {entry.status}; it has {have}",
                     hint="set `status:` (and `version_date:`) for this law in the manifest",
                 )
-            resolved.append((entry, matching[0]))
+            if as_of and entry.status == IN_FORCE and not entry.version_date:
+                resolved += [(entry, row) for row in versions_as_of(rows, as_of)]
+            else:
+                resolved.append((entry, matching[0]))
         return resolved
     finally:
         con.close()
@@ -118,9 +142,9 @@ def law_text(con: sqlite3.Connection, law_id: str, title: str) -> str:
 
 
 def load_laws(entries: list[LawEntry], english_titles: dict[str, str] | None = None,
-              db: Path | None = None) -> list[Document]:
+              db: Path | None = None, as_of: str | None = None) -> list[Document]:
     db = db or law_db_path()
-    resolved = resolve(entries, db)
+    resolved = resolve(entries, db, as_of)
     english_titles = english_titles or {}
     con = _connect(db)
     try:
@@ -128,6 +152,9 @@ def load_laws(entries: list[LawEntry], english_titles: dict[str, str] | None = N
         for _entry, row in resolved:
             short = short_title(row["law_name"])
             doc_id = short if row["status"] == IN_FORCE else f"{short}@{row['version_date']}"
+            if row["status"] == NOT_YET_IN_FORCE:
+                # Its own short title keeps 商标法第十条 pointing at the version in force.
+                short = f"{short}（{row['version_date']}）"
             docs.append(Document(
                 doc_id=doc_id, title=row["law_name"], short_title=short,
                 doc_type=row["doc_type"] or "法律", issuer=row["issuing_body"] or "",

@@ -8,6 +8,7 @@ from typing import Any
 
 DOC_TYPES = ("政策文件", "法律", "行政法规", "部门规章", "地方性法规", "其他")
 IN_FORCE = "现行有效"
+NOT_YET_IN_FORCE = "尚未生效"  # adopted, takes effect later (beside the version in force)
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,13 @@ class Citation:
     english_title: str = ""
     in_force: bool = True
     gist_en: str = ""  # unofficial English gist of the clause (English questions); never the clause
+    effective_date: str = ""
+    # Labels of linked clauses: a law article's implementing-regulation articles, the law
+    # article a regulation article explains, other articles it refers to (rag/links.py).
+    see_also: list[str] = field(default_factory=list)
+    # The same clause in a version adopted but not yet in force (label, status,
+    # effective_date, date), or None.
+    other_version: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .aliases import canonical_chinese, english_documents
 from .numerals import CN_NUMERAL_CHARS, cn_to_int, int_to_cn
 
 _N = CN_NUMERAL_CHARS
@@ -24,14 +25,9 @@ _EN_MEASURE = re.compile(r"\bmeasures?\s*(?:no\.?\s*)?\(?(\d{1,2})\)?", re.I)
 _EN_ARTICLE = re.compile(r"\bart(?:icle|\.)?\s*(\d{1,4})\b", re.I)
 
 
-def _english_law(question: str, english_to_short: dict[str, str]) -> str | None:
-    lowered = question.lower()
-    best = None
-    for english, short in english_to_short.items():
-        core = english.lower().replace(" of the people's republic of china", "").strip()
-        if core and core in lowered and (best is None or len(core) > len(best[0])):
-            best = (core, short)
-    return best[1] if best else None
+def _english_law(question: str, english_to_short: dict[str, str], known: set[str]) -> str | None:
+    found = english_documents(question, english_to_short, known)
+    return found[0] if found else None
 
 
 def _strip_prefix(title: str) -> str:
@@ -39,8 +35,12 @@ def _strip_prefix(title: str) -> str:
 
 
 def find_reference(question: str, known_short_titles: set[str],
-                   english_to_short: dict[str, str]) -> ClauseRef | None:
-    """The clause a question names, if any. Law names must be known to count."""
+                   english_to_short: dict[str, str],
+                   zh_aliases: dict[str, str] | None = None) -> ClauseRef | None:
+    """The clause a question names, if any. Law names must be known to count; other
+    names (专利法实施条例, "EIT implementation regulations") count through the aliases."""
+    if zh_aliases:
+        question = canonical_chinese(question, zh_aliases, known_short_titles)
     if m := _ZH_ARTICLE.search(question):
         title = _strip_prefix(m.group(1) or m.group(2) or "")
         number = cn_to_int(m.group(3))
@@ -50,10 +50,10 @@ def find_reference(question: str, known_short_titles: set[str],
             matches = [t for t in known_short_titles if title.endswith(t) or t.endswith(title)]
             if matches:
                 return ClauseRef(max(matches, key=len), key)
-        law = _english_law(question, english_to_short)
+        law = _english_law(question, english_to_short, known_short_titles)
         return ClauseRef(law, key) if law or not title else None
     if m := _EN_ARTICLE.search(question):
-        law = _english_law(question, english_to_short)
+        law = _english_law(question, english_to_short, known_short_titles)
         if law:
             return ClauseRef(law, f"第{int_to_cn(int(m.group(1)))}条")
     if m := _ZH_MEASURE.search(question):

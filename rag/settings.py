@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -44,6 +45,11 @@ class Settings:
     llm_max_context_tokens: int = 3000
     auth_token: str = field(default="", repr=False)  # rag serve: Bearer token for the API, UI password
     rate_limit: int = 60  # rag serve: /api/ask requests per minute per client address; 0 = off
+    as_of: str = ""  # YYYY-MM-DD: versions are chosen as in force on this date; "" = today
+
+    @property
+    def as_of_date(self) -> str:
+        return self.as_of or dt.date.today().isoformat()
 
     @property
     def laws_manifest(self) -> Path:
@@ -68,6 +74,7 @@ _ENV = {
     "llm_model": "RAG_LLM_MODEL", "llm_base_url": "OPENAI_BASE_URL",
     "llm_api_key": "OPENAI_API_KEY", "llm_max_context_tokens": "RAG_LLM_MAX_CONTEXT_TOKENS",
     "auth_token": "RAG_AUTH_TOKEN", "rate_limit": "RAG_RATE_LIMIT",
+    "as_of": "RAG_AS_OF",
 }
 ENV_DOC = {
     "RAG_DATA_DIR": "where the index, caches and remembered sources live (default .rag)",
@@ -88,6 +95,7 @@ ENV_DOC = {
     "RAG_LLM_MAX_CONTEXT_TOKENS": "token budget of the clauses given to the model (default 3000)",
     "RAG_AUTH_TOKEN": "rag serve: API needs 'Authorization: Bearer <token>', the UI asks for it; needed off loopback",
     "RAG_RATE_LIMIT": "rag serve: /api/ask requests per minute per client address (default 60, 0 = off)",
+    "RAG_AS_OF": "YYYY-MM-DD: index and cite the law versions in force on this date (default today)",
 }
 
 
@@ -122,6 +130,12 @@ def from_env(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
                           hint="use 0 (one per core), 1 (no worker processes) or more")
     if settings.rate_limit < 0:
         raise ConfigError(f"RAG_RATE_LIMIT={settings.rate_limit} is negative", hint="use 0 (off) or a positive number")
+    if settings.as_of:
+        try:
+            dt.date.fromisoformat(settings.as_of)
+        except ValueError as exc:
+            raise ConfigError(f"RAG_AS_OF={settings.as_of!r} is not a date",
+                              hint="write it as YYYY-MM-DD, e.g. RAG_AS_OF=2026-01-15, or unset it") from exc
     if settings.token_cap < 50:
         raise ConfigError(f"token cap {settings.token_cap} is too small", hint="use at least 50")
     return settings

@@ -26,10 +26,11 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def regulations_dir() -> Path:
-    path = shared_dir() / "regulations"
+def local_regulations_dir() -> Path:
+    """Five local development-zone regulations: documents a user adds (never committed)."""
+    path = shared_dir() / "local-regulations"
     if not path.is_dir():
-        pytest.skip("../shared/regulations is not present")
+        pytest.skip("../shared/local-regulations is not present")
     return path
 
 

@@ -119,3 +119,46 @@ def test_figure_rule_needs_an_explicit_quantity_ask_and_a_real_figure():
     assert not asks_for_figure("土地使用权转让价格明显低于市场价，政府可以怎么做？")
     assert has_figure("减按20%的税率征收") and has_figure("应当在十五日内作出决定")
     assert not has_figure("商务部 2025年5月21日 商资发〔2025〕12号")  # a date and a document number
+
+
+@pytest.mark.slow
+def test_regulations_answer_conditions_with_the_law_as_see_also(full_assistant):
+    # 小型微利企业 / 高新技术企业 conditions sit in the implementing regulation.
+    small = full_assistant.ask("小型微利企业的标准是什么？")
+    high = full_assistant.ask("What conditions must a high-tech enterprise meet for the 15% rate?")
+    for r, article in ((small, "第九十二条"), (high, "第九十三条")):
+        assert not r.abstained, r.warnings
+        labels = [c.label for c in r.citations]
+        law, regulation = "《企业所得税法》第二十八条", f"《企业所得税法实施条例》{article}"
+        assert regulation in labels or law in labels, labels
+        c = r.citations[0]
+        assert (law in c.see_also) if c.label == regulation else (regulation in c.see_also), (c.label, c.see_also)
+    assert "Regulations for the Implementation of the Enterprise Income Tax Law" in high.answer
+
+
+@pytest.mark.slow
+def test_exact_lookup_of_regulation_articles_in_both_languages(full_assistant):
+    for q, label in (("外商投资法实施条例第二十二条", "《外商投资法实施条例》第二十二条"),
+                     ("企业所得税法实施条例第93条", "《企业所得税法实施条例》第九十三条"),
+                     ("Article 93 of the EIT implementation regulations", "《企业所得税法实施条例》第九十三条"),
+                     ("外商投资法第二十二条", "《外商投资法》第二十二条")):
+        assert full_assistant.ask(q).citations[0].label == label, q
+
+
+@pytest.mark.slow
+def test_corpus_holds_the_notice_laws_and_regulations(full_assistant):
+    docs = full_assistant.documents()
+    by_type: dict[str, list] = {}
+    for d in docs:
+        by_type.setdefault(d.doc_type, []).append(d)
+    assert len(by_type["政策文件"]) == 1 and len(by_type["法律"]) >= 25 and len(by_type["行政法规"]) >= 22
+    assert all(d.issuer == "国务院" and d.clause_count > 0 for d in by_type["行政法规"])
+
+
+@pytest.mark.slow
+def test_a_figure_in_a_linked_clause_is_quoted_instead_of_abstaining(full_assistant):
+    # The regulation article defines 公益性捐赠; the law article it explains holds the 12 %.
+    r = full_assistant.ask("企业做公益捐赠，所得税前最多能扣多少？超出的部分怎么办？")
+    assert not r.abstained, r.warnings
+    law = next(c for c in r.citations if c.label == "《企业所得税法》第九条")
+    assert any("12" in q for q in law.quotes)

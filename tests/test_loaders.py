@@ -41,7 +41,7 @@ def write(path: Path, content: str | bytes) -> Path:
 def shared_regulations() -> Path:
     base = os.environ.get("RAG_SHARED_DIR")
     shared = Path(base) if base else Path(__file__).resolve().parents[2] / "shared"
-    return shared / "regulations"
+    return shared / "local-regulations"
 
 
 # ---------------------------------------------------------------- PDF fixtures
@@ -426,19 +426,11 @@ def test_unsupported_and_oversized_files_raise_corpus_error(tmp_path: Path) -> N
 # ---------------------------------------------------------------- shared sample
 
 EXPECTED_REGULATIONS = {
-    "企业所得税法实施条例(2019-04-23).md": ("中华人民共和国企业所得税法实施条例", "2019-04-23"),
-    "企业投资项目核准和备案管理条例(2016-11-30).md": (
-        "企业投资项目核准和备案管理条例",
-        "2016-11-30",
-    ),
-    "优化营商环境条例(2019-10-22).md": ("优化营商环境条例", "2019-10-22"),
-    "公平竞争审查条例(2024-06-06).md": ("公平竞争审查条例", "2024-06-06"),
-    "土地管理法实施条例(2021-07-02).md": ("中华人民共和国土地管理法实施条例", "2021-07-02"),
-    "城镇国有土地使用权出让和转让暂行条例(2020-11-29).md": (
-        "中华人民共和国城镇国有土地使用权出让和转让暂行条例",
-        "2020-11-29",
-    ),
-    "外商投资法实施条例(2019-12-26).md": ("中华人民共和国外商投资法实施条例", "2019-12-26"),
+    "北京经济技术开发区条例.md": ("北京经济技术开发区条例", "1995-04-14"),
+    "上海市经济技术开发区条例.md": ("上海市经济技术开发区条例", ""),
+    "山东省经济开发区条例(2016-07-22).md": ("山东省经济开发区条例", "2016-07-22"),
+    "河南省开发区条例(2010-07-30).md": ("河南省开发区条例", "2010-07-30"),
+    "宁波大榭开发区条例(2013-06-14).md": ("宁波大榭开发区条例", "2013-06-14"),
 }
 
 
@@ -454,8 +446,8 @@ def test_shared_regulations_load_with_titles_and_dates() -> None:
         assert f.text.startswith(("第一条", "第一章", "1", "2")), f.path
         assert "<!--" not in f.text and not re.search(r"^#", f.text, re.M)
         assert f.title not in f.text.splitlines()[:1]
-    fdi = next(f for f in loaded if f.path.endswith("外商投资法实施条例(2019-12-26).md"))
-    assert "第一章　总则" in fdi.text.splitlines()
+    shanghai = next(f for f in loaded if f.path.endswith("上海市经济技术开发区条例.md"))
+    assert "第一章　总则" in shanghai.text.splitlines()
 
 
 def test_unexpected_parser_error_skips_only_that_file(

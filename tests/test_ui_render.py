@@ -121,6 +121,24 @@ def test_citation_card_has_everything_and_english_title_for_english_questions():
     assert "Work Plan on ETDZs" not in zh
 
 
+def test_citation_card_opens_linked_clauses_and_the_coming_version():
+    law = citation(label="《企业所得税法》第二十八条", text="第二十八条 符合条件的小型微利企业，减按20%的税率征收企业所得税。",
+                   quotes=[], see_also=["《企业所得税法实施条例》第九十二条", "《企业所得税法实施条例》第九十三条", SCRIPT],
+                   other_version={"label": "《商标法（2026-06-26）》第十条", "status": "尚未生效",
+                                  "effective_date": "2027-01-01", "date": "2026-06-26"})
+    texts = {"《企业所得税法实施条例》第九十二条": "第九十二条 企业所得税法第二十八条第一款所称符合条件的小型微利企业…",
+             "《商标法（2026-06-26）》第十条": IMG}
+    html = render.render_citations(result(citations=[law]), "en", clause_text=texts.get)
+    assert ('<details class="linked-clause"><summary>《企业所得税法实施条例》第九十二条</summary>'
+            '<div class="clause-text">第九十二条 企业所得税法第二十八条第一款所称') in html
+    # No text known: the label is shown without a link; hostile text stays inert.
+    assert '<span class="linked-clause">《企业所得税法实施条例》第九十三条</span>' in html
+    assert "Revised text takes effect 2027-01-01" in html and "See also" in html
+    assert_inert(html)
+    zh = render.render_citations(result(citations=[law], language="zh"), "zh")
+    assert "修改后的文本自2027-01-01起施行" in zh and "另见" in zh
+
+
 def test_focused_citation_comes_first():
     r = result(citations=[citation(1), citation(2), citation(3)])
     html = render.render_citations(r, "zh", focus=3)

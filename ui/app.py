@@ -73,6 +73,11 @@ a.cite-ref:hover { text-decoration: underline; }
 .cite-card.focus { outline: 3px solid var(--color-accent); outline-offset: -1px; }
 .cite-card.not-in-force { border-left: 5px solid #dc2626; }
 .related-card { border-style: dashed; opacity: 0.92; }
+.see-also, .coming-version { margin-top: 6px; font-size: 0.92em; }
+.see-also-head, .coming-head { font-weight: 600; margin-right: 6px; }
+.coming-version { border-left: 4px solid #d97706; padding-left: 6px; }
+details.linked-clause { margin: 2px 0; }
+details.linked-clause summary { cursor: pointer; color: var(--color-accent); text-decoration: underline; }
 .ribbon { font-size: 0.72rem; border: 1px solid #d97706; color: #b45309; border-radius: 4px; padding: 0 4px; }
 .related-head { margin: 6px 0 0; color: #b45309; }
 .card-head { font-weight: 600; }

@@ -103,6 +103,17 @@ def panel_language(result: AskResult | None, choice: str) -> str:
     return render.ui_language(result.language, choice)
 
 
+def clause_text_of(assistant: Any) -> render.ClauseText:
+    """label → clause text, for the linked clauses a citation card opens in place."""
+    def text(label: str) -> str | None:
+        try:
+            hits = assistant.find(label)
+        except Exception:  # a card must render even when a lookup fails
+            return None
+        return hits[0].text if hits else None
+    return text
+
+
 def make_chat_fn(assistant: Any):
     def chat(question: str, turns: list[dict[str, Any]] | None, doc_ids: list[str] | None,
              doc_types: list[str] | None, in_force_only: bool, mode: str, k: float,
@@ -148,7 +159,7 @@ def make_chat_fn(assistant: Any):
         lang = panel_language(result, lang_choice)
         yield (
             render.render_transcript(turns, lang_choice),
-            render.render_citations(result, lang),
+            render.render_citations(result, lang, clause_text=clause_text_of(assistant)),
             gr.update(choices=render.citation_choices(result), value=None),
             render.answer_markdown(result),
             result.to_dict(),
@@ -225,7 +236,8 @@ def build_chat_tab(assistant: Any, lang_choice: gr.Radio) -> dict[str, Any]:
 
     def focus(n: str | None, state: list[dict[str, Any]], choice: str) -> str:
         result = last_result(state)
-        return render.render_citations(result, panel_language(result, choice), int(n) if n else None)
+        return render.render_citations(result, panel_language(result, choice), int(n) if n else None,
+                                       clause_text=clause_text_of(assistant))
 
     cite_pick.change(focus, [cite_pick, turns, lang_choice], citations, api_visibility="private")
 
@@ -240,7 +252,7 @@ def build_chat_tab(assistant: Any, lang_choice: gr.Radio) -> dict[str, Any]:
     def relabel(state: list[dict[str, Any]], choice: str) -> tuple[str, str]:
         result = last_result(state)
         return render.render_transcript(state or [], choice), \
-            render.render_citations(result, panel_language(result, choice))
+            render.render_citations(result, panel_language(result, choice), clause_text=clause_text_of(assistant))
 
     lang_choice.change(relabel, [turns, lang_choice], [transcript, citations], api_visibility="private")
     return {

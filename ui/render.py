@@ -10,7 +10,7 @@ strings so they can be tested without a browser.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from html import escape
 from typing import Any
 
@@ -45,6 +45,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "clauses": ("条", "clauses"),
     "streaming": ("生成中…", "Answering…"),
     "not_answer": ("非答案", "not an answer"),
+    "see_also": ("另见", "See also"),
+    "coming": ("修改后的文本自{date}起施行", "Revised text takes effect {date}"),
 }
 
 # Status words in the corpus → English gloss for the investor.
@@ -221,14 +223,20 @@ def _render_reply(turn: dict[str, Any], lang: str, *, latest: bool) -> str:
     return "".join(out)
 
 
-def render_citations(result: AskResult | None, lang: str, focus: int | None = None) -> str:
-    """One card per citation; the focused card comes first and is outlined."""
+ClauseText = Callable[[str], str | None]  # label → the clause's text, or None
+
+
+def render_citations(result: AskResult | None, lang: str, focus: int | None = None,
+                     clause_text: ClauseText | None = None) -> str:
+    """One card per citation; the focused card comes first and is outlined. Linked clauses
+    (see also, the coming version) open in place when `clause_text` can give their text."""
     if result is None:
         return f'<div class="cite-panel"><p class="muted">{escape(t("no_citations", lang))}</p></div>'
     english = result.language != "zh"
     cards = sorted(result.citations, key=lambda c: (c.n != focus, c.n))
     parts = ['<div class="cite-panel"><div class="cite-cards">']
-    parts.extend(citation_card(c, lang, english=english, focused=(c.n == focus)) for c in cards)
+    parts.extend(citation_card(c, lang, english=english, focused=(c.n == focus), clause_text=clause_text)
+                 for c in cards)
     parts.append("</div>")
     if result.abstained and result.related:
         # Show the related clauses' text, clearly marked, so the official can judge them.
@@ -243,7 +251,30 @@ def render_citations(result: AskResult | None, lang: str, focus: int | None = No
     return "".join(parts)
 
 
-def citation_card(c: Citation, lang: str, *, english: bool, focused: bool = False) -> str:
+def _linked_clause(label: str, clause_text: ClauseText | None, css: str) -> str:
+    """A link that opens the clause below it (a <details>; no round trip)."""
+    text = clause_text(label) if clause_text else None
+    if text is None:
+        return f'<span class="{css}">{escape(label)}</span>'
+    return (f'<details class="{css}"><summary>{escape(label)}</summary>'
+            f'<div class="clause-text">{escape(text)}</div></details>')
+
+
+def _links_html(c: Citation, lang: str, clause_text: ClauseText | None) -> str:
+    out = ""
+    if c.other_version:
+        o = c.other_version
+        head = t("coming", lang).format(date=o.get("effective_date", ""))
+        out += (f'<div class="coming-version"><span class="coming-head">{escape(head)}</span>'
+                f'{_linked_clause(o.get("label", ""), clause_text, "linked-clause")}</div>')
+    if c.see_also:
+        links = "".join(_linked_clause(label, clause_text, "linked-clause") for label in c.see_also)
+        out += f'<div class="see-also"><span class="see-also-head">{escape(t("see_also", lang))}:</span>{links}</div>'
+    return out
+
+
+def citation_card(c: Citation, lang: str, *, english: bool, focused: bool = False,
+                  clause_text: ClauseText | None = None) -> str:
     title = escape(c.doc_title)
     if english and c.english_title:
         title += f'<div class="en-title">{escape(c.english_title)}</div>'
@@ -260,7 +291,8 @@ def citation_card(c: Citation, lang: str, *, english: bool, focused: bool = Fals
         f'<div class="card-head"><span class="n">[{c.n}]</span> <span class="label">{escape(c.label)}</span></div>'
         f'<div class="doc-title">{title}</div>'
         f'<div class="meta">{" ".join(meta)}</div>{section}'
-        f'<div class="clause-text">{highlight(c.text, c.quotes)}</div>{gist_block(c.gist_en)}</div>'
+        f'<div class="clause-text">{highlight(c.text, c.quotes)}</div>{gist_block(c.gist_en)}'
+        f'{_links_html(c, lang, clause_text)}</div>'
     )
 
 
