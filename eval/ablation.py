@@ -75,22 +75,28 @@ def main() -> int:
     dropped = DROPPED
     dropped.update(laws[::2])
 
+    original_mask = searcher._mask
+
     def half_hooks() -> None:
         keep = [i for i, key in enumerate(dense.hook_clauses) if key[0] not in dropped]
         searcher.dense = replace(dense, hook_clauses=[dense.hook_clauses[i] for i in keep],
                                  hook_kinds=[dense.hook_kinds[i] for i in keep], hooks=dense.hooks[keep])
         searcher._mask_cache.clear()
         if hook_lex is not None:
-            mask = np.array([0.0 if cid.rpartition("\x00")[0] in dropped else 1.0 for cid in hook_lex.chunk_ids],
+            # Their hook field is masked as if they had none (a masked clause counts as unhooked).
+            drop = np.array([0.0 if cid.rpartition("\x00")[0] in dropped else 1.0 for cid in hook_lex.chunk_ids],
                             dtype=np.float32)
-            original = hook_lex.scores
-            hook_lex.scores = lambda toks, m=None: original(toks, mask if m is None else m * mask)  # type: ignore[method-assign]
+
+            def masked(filters, which="lexical"):
+                m = original_mask(filters, which)
+                return m * drop if which == "hooks_lexical" else m
+
+            searcher._mask = masked  # type: ignore[method-assign]
 
     def restore() -> None:
         searcher.dense = dense
         searcher._mask_cache.clear()
-        if hook_lex is not None and "scores" in hook_lex.__dict__:
-            del hook_lex.__dict__["scores"]
+        searcher.__dict__.pop("_mask", None)
 
     def hnsw() -> None:
         restore()
@@ -99,8 +105,12 @@ def main() -> int:
         pos = {cid: i for i, cid in enumerate(dense.chunk_ids)}
 
         def approximate(query: np.ndarray) -> np.ndarray:
-            scores = np.full(len(dense.chunk_ids), -1.0, dtype=np.float32)
-            for cid, s in store.dense_query(col, query.tolist(), 60):
+            # Chroma's top 60 in its own order; everything else just below them (so the
+            # query's score population stays comparable).
+            exact = dense.chunks @ query
+            found = store.dense_query(col, query.tolist(), 60)
+            scores = np.minimum(exact, min((s for _, s in found), default=0.0) - 1e-3)
+            for cid, s in found:
                 scores[pos[cid]] = s
             return scores
 

@@ -184,6 +184,8 @@ class HybridSearcher:
         for c in table.chunks:
             self._clause_chunks.setdefault(clause_key_of(c), []).append(c.chunk_id)
         self._position_cache: dict[int, dict[str, int]] = {}
+        self._array_cache: dict[tuple, np.ndarray] = {}
+        self._index_cache: dict[tuple, dict[tuple[str, int], int]] = {}
         # Why the dense side failed in the last search ("" = it worked); callers read it
         # under the same lock as the search.
         self.dense_error = ""
@@ -312,20 +314,48 @@ class HybridSearcher:
     def _calibrated(self, own: np.ndarray, own_mask: np.ndarray, own_ranking: list[tuple[str, int]],
                     hook: np.ndarray, hook_mask: np.ndarray, hook_top: np.ndarray, offset: float,
                     ids: list[str] | None = None, hook_keys: list[tuple[str, int]] | None = None) -> list[tuple[str, int]]:
-        """One list from a clause signal and its hook signal, each standardised over this
-        query's population, merged per clause by max (own z, hook z − offset)."""
+        """One list from a clause signal and its hook signal on one scale.
+
+        Both are z-scores over this query's population. A clause with hooks scores
+        (z_own + z_hook) / sqrt(2 + 2ρ) (ρ: their correlation over the hooked clauses), which
+        again has unit variance: an irrelevant hooked clause is no likelier to rank high
+        than an unhooked one, so fusion is neutral to coverage, while a clause whose text
+        and hooks agree rises. A clause without hooks keeps its own z."""
         ids = ids if ids is not None else self.dense.chunk_ids
         hook_keys = hook_keys if hook_keys is not None else self.dense.segment_clauses
         z_own = standardise(own, own_mask)
         z_hook = standardise(hook, hook_mask)
-        own_best: dict[tuple[str, int], float] = {}
         pos = self._positions(ids)
-        for key in own_ranking:
-            for cid in self._clause_chunks.get(key, []):
-                if cid in pos:
-                    own_best[key] = max(own_best.get(key, float("-inf")), float(z_own[pos[cid]]))
-        hook_best = {hook_keys[i]: float(z_hook[i]) for i in hook_top}
-        return merge_by_max(own_best, hook_best, offset)
+        # The own score of each hooked clause (its first chunk's), aligned with z_hook.
+        first = self._first_chunk_index(ids, hook_keys)
+        valid = (first >= 0) & (hook_mask > 0)
+        own_at_hook = np.where(first >= 0, z_own[np.maximum(first, 0)], 0.0)
+        rho = float(np.corrcoef(own_at_hook[valid], z_hook[valid])[0, 1]) if valid.sum() > 2 else 0.0
+        scale = float(np.sqrt(max(2.0 + 2.0 * (rho if np.isfinite(rho) else 0.0), 1e-6)))
+        hook_index = self._hook_index(hook_keys)
+        merged: dict[tuple[str, int], float] = {}
+        candidates = list(own_ranking) + [hook_keys[i] for i in hook_top]
+        for key in dict.fromkeys(candidates):
+            own_z = max((float(z_own[pos[cid]]) for cid in self._clause_chunks.get(key, []) if cid in pos),
+                        default=float("-inf"))
+            j = hook_index.get(key)
+            has_hooks = j is not None and hook_mask[j] > 0
+            merged[key] = (own_z + float(z_hook[j]) - offset) / scale if has_hooks else own_z
+        return sorted(merged, key=lambda key: -merged[key])
+
+    def _first_chunk_index(self, ids: list[str], hook_keys: list[tuple[str, int]]) -> np.ndarray:
+        cache_key = ("first", id(ids), id(hook_keys))
+        if cache_key not in self._array_cache:
+            pos = self._positions(ids)
+            self._array_cache[cache_key] = np.array(
+                [pos.get(self._clause_chunks.get(k, [""])[0], -1) for k in hook_keys], dtype=np.int64)
+        return self._array_cache[cache_key]
+
+    def _hook_index(self, hook_keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        cache_key = ("index", id(hook_keys))
+        if cache_key not in self._index_cache:
+            self._index_cache[cache_key] = {k: i for i, k in enumerate(hook_keys)}
+        return self._index_cache[cache_key]
 
     def _positions(self, ids: list[str]) -> dict[str, int]:
         cache = self._position_cache.get(id(ids))
