@@ -330,7 +330,8 @@ class HybridSearcher:
         first = self._first_chunk_index(ids, hook_keys)
         valid = (first >= 0) & (hook_mask > 0)
         own_at_hook = np.where(first >= 0, z_own[np.maximum(first, 0)], 0.0)
-        rho = float(np.corrcoef(own_at_hook[valid], z_hook[valid])[0, 1]) if valid.sum() > 2 else 0.0
+        with np.errstate(invalid="ignore", divide="ignore"):  # a constant signal has no correlation
+            rho = float(np.corrcoef(own_at_hook[valid], z_hook[valid])[0, 1]) if valid.sum() > 2 else 0.0
         scale = float(np.sqrt(max(2.0 + 2.0 * (rho if np.isfinite(rho) else 0.0), 1e-6)))
         hook_index = self._hook_index(hook_keys)
         merged: dict[tuple[str, int], float] = {}

@@ -133,7 +133,11 @@ def test_regulations_answer_conditions_with_the_law_as_see_also(full_assistant):
         assert regulation in labels or law in labels, labels
         c = r.citations[0]
         assert (law in c.see_also) if c.label == regulation else (regulation in c.see_also), (c.label, c.see_also)
-    assert "Regulations for the Implementation of the Enterprise Income Tax Law" in high.answer
+    # The English answer names the cited document in English, whichever of the two it is.
+    cited = high.citations[0].label
+    english = ("Regulations for the Implementation of the Enterprise Income Tax Law" if "实施条例" in cited
+               else "Enterprise Income Tax Law")
+    assert english in high.answer, (cited, high.answer[:300])
 
 
 @pytest.mark.slow

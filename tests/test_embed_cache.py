@@ -71,11 +71,12 @@ def test_worker_processes_keep_order_and_feed_the_cache():
 
 
 INTERRUPTED = """
-import sys
+import sys, time
 from rag.embed_pool import embed_texts
 texts = [("经开区" * 400) + str(i) for i in range(4000)]
 def started(pairs):
     print("started", flush=True)
+    time.sleep(0.05)  # ~25 s in all: the run is surely still going when Ctrl-C comes
 embed_texts(texts, "hash", workers=2, on_batch=started, progress=False)
 print("finished", flush=True)
 """
