@@ -50,6 +50,17 @@ def make_tiny_corpus(root: Path) -> Path:
     return corpus
 
 
+@pytest.fixture()
+def hash_index(tmp_path) -> Settings:
+    """A tiny index with the hash embedder and its own cache: fast, and safe to damage."""
+    from rag.ingest import ingest
+
+    settings = Settings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache",
+                        corpus_dir=make_tiny_corpus(tmp_path), embedder="hash")
+    ingest(settings, progress=False)
+    return settings
+
+
 @pytest.fixture(scope="session")
 def tiny_settings(tmp_path_factory) -> Settings:
     from rag.ingest import ingest

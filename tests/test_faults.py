@@ -13,7 +13,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import make_tiny_corpus
 
 from rag import store
 from rag.assistant import Assistant
@@ -21,14 +20,6 @@ from rag.cli import main
 from rag.errors import CorpusError, RagError
 from rag.ingest import ingest
 from rag.settings import REPO_ROOT, Settings
-
-
-@pytest.fixture()
-def hash_index(tmp_path) -> Settings:
-    settings = Settings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache",
-                        corpus_dir=make_tiny_corpus(tmp_path), embedder="hash")
-    ingest(settings, progress=False)
-    return settings
 
 
 def _env(settings: Settings, **extra: str) -> dict[str, str]:

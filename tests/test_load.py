@@ -9,12 +9,9 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
-from conftest import make_tiny_corpus
-
 from rag.assistant import DENSE_UNAVAILABLE, Assistant
 from rag.ingest import ingest
-from rag.settings import REPO_ROOT, Settings
+from rag.settings import REPO_ROOT
 
 
 def _load_module():
@@ -24,14 +21,6 @@ def _load_module():
     sys.modules["bench_load"] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture()
-def hash_index(tmp_path) -> Settings:
-    settings = Settings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache",
-                        corpus_dir=make_tiny_corpus(tmp_path), embedder="hash")
-    ingest(settings, progress=False)
-    return settings
 
 
 def test_small_load_run_has_no_errors_and_no_cross_talk(hash_index, tmp_path):
