@@ -116,7 +116,7 @@ class Assistant:
         english_to_short |= english_aliases()
         from .ingest import match_hooks
 
-        hook_match = match_hooks(s, chunks)
+        hook_match = match_hooks(s, chunks, table)
         links = build_links(ClauseText(c.short_title, c.clause_key, c.text)
                             for c in table.clauses.values() if c.kind == "article")
         coming = {d.title: d for d in docs if d.status == NOT_YET_IN_FORCE}

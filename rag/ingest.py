@@ -314,11 +314,11 @@ def hook_folders(settings: Settings) -> list[Path]:
     return [settings.corpus_dir / "hooks", settings.data_dir / "hooks"]
 
 
-def match_hooks(settings: Settings, chunks: list[Chunk]) -> hooks.HookMatch:
+def match_hooks(settings: Settings, chunks: list[Chunk], table: ClauseTable | None = None) -> hooks.HookMatch:
     entries, problems = hooks.read_entries(hook_folders(settings))
     for p in problems:
         log.warning("question hooks skipped: %s", p)
-    return hooks.match_entries(entries, ClauseTable(chunks).clauses)
+    return hooks.match_entries(entries, (table or ClauseTable(chunks)).clauses)
 
 
 def hooks_fingerprint(rows: list[hooks.HookRow]) -> str:

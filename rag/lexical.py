@@ -96,7 +96,10 @@ class LexicalIndex:
         return scores * mask if mask is not None else scores
 
     def top(self, tokens: list[str], n: int, mask: np.ndarray | None = None) -> list[tuple[str, float]]:
-        s = self.scores(tokens, mask)
+        return self.ranked(self.scores(tokens, mask), n)
+
+    def ranked(self, s: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """The n best (chunk id, score) of a score vector from `scores`, zeros left out."""
         if not s.any():
             return []
         order = np.argsort(-s)[:n]

@@ -230,8 +230,8 @@ class HybridSearcher:
         tokens = query_tokens(query)
         if "bm25" in retrievers:
             toks = tokens + [t for t in query_tokens(extra_query) if t not in tokens]
-            hits = self.lexical.top(toks, CANDIDATES, self._mask(filters))
-            rankings["bm25"], raw["bm25"] = self._to_clauses(hits)
+            lex_scores = self.lexical.scores(toks, self._mask(filters))
+            rankings["bm25"], raw["bm25"] = self._to_clauses(self.lexical.ranked(lex_scores, CANDIDATES))
         hook_dense = "hooks" in retrievers or "hooks-dense" in retrievers
         hook_lex = "hooks" in retrievers or "hooks-lex" in retrievers
         self.dense_error = ""
@@ -264,7 +264,7 @@ class HybridSearcher:
         if "bm25" in retrievers and hook_lex and self.hook_lexical is not None:
             toks = tokens + [t for t in query_tokens(extra_query) if t not in tokens]
             lex_mask = self._mask(filters)
-            own = self.lexical.scores(toks, lex_mask)
+            own = lex_scores  # the clause text's bm25, scored once above
             hook_mask = self._mask(filters, "hooks_lexical")
             hook_bm25 = self.hook_lexical.scores(fold_english(toks), hook_mask)
             top_h = top_indices(hook_bm25, CANDIDATES, hook_mask * (hook_bm25 > 0))
