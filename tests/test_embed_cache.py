@@ -71,7 +71,9 @@ def test_worker_processes_keep_order_and_feed_the_cache():
 
 
 INTERRUPTED = """
-import sys, time
+import signal, sys, time
+# A runner started in the background inherits SIGINT ignored; a user's terminal does not.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from rag.embed_pool import embed_texts
 texts = [("经开区" * 400) + str(i) for i in range(4000)]
 def started(pairs):
