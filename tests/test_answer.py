@@ -138,6 +138,9 @@ def test_regulations_answer_conditions_with_the_law_as_see_also(full_assistant):
     english = ("Regulations for the Implementation of the Enterprise Income Tax Law" if "实施条例" in cited
                else "Enterprise Income Tax Law")
     assert english in high.answer, (cited, high.answer[:300])
+    named = full_assistant.ask("Article 93 of the EIT implementation regulations")
+    assert "Regulations for the Implementation of the Enterprise Income Tax Law" in named.answer
+    assert "Article 93" in named.citations[0].english_title
 
 
 @pytest.mark.slow
