@@ -133,25 +133,22 @@ class ClauseTable:
 
 @dataclass(frozen=True)
 class HookFusion:
-    """How hook evidence joins the clause's own: each list (dense, bm25) ranks a clause by the
-    better of its clause score and its best hook score, both as z-scores over this query's
-    population (one scale), minus an offset for the hook side. A clause with no hooks keeps
-    exactly its own score, so fusion never penalises a missing hook."""
+    """How hook evidence joins the clause's own in each list (dense, bm25); see
+    `combine_with_hooks`. The offsets (in standard deviations) are subtracted from the hook
+    side; 0 measured best on dev."""
 
-    dense_offset: float = 0.0  # in standard deviations of this query's scores
+    dense_offset: float = 0.0
     lexical_offset: float = 0.0
 
 
-def normalise_max(scores: Mapping[K, float]) -> dict[K, float]:
-    top = max(scores.values(), default=0.0)
-    return {key: s / top for key, s in scores.items()} if top > 0 else {}
-
-
-def merge_by_max(own: Mapping[K, float], hook: Mapping[K, float], offset: float) -> list[K]:
-    """Keys ranked by max(own score, hook score − offset), best first (pure)."""
-    merged = dict(own)
-    for key, s in hook.items():
-        merged[key] = max(merged.get(key, float("-inf")), s - offset)
+def combine_with_hooks(own: Mapping[K, float], hook: Mapping[K, float], rho: float,
+                       offset: float = 0.0) -> list[K]:
+    """Keys ranked best first by their z-score: a key with a hook z scores
+    (own + hook − offset) / sqrt(2 + 2ρ) — unit variance again, for ρ the correlation of the
+    two signals — and a key without one keeps its own z, so fusion is neutral to coverage
+    while a clause whose text and hooks agree rises (pure)."""
+    scale = float(np.sqrt(max(2.0 + 2.0 * (rho if np.isfinite(rho) else 0.0), 1e-6)))
+    merged = {key: (z + hook[key] - offset) / scale if key in hook else z for key, z in own.items()}
     return sorted(merged, key=lambda key: -merged[key])
 
 
@@ -262,7 +259,6 @@ class HybridSearcher:
                 rankings["dense"] = self._calibrated(
                     cosines, chunk_mask, rankings["dense"], best, seg_mask, top_h, self.fusion.dense_offset)
         if "bm25" in retrievers and hook_lex and self.hook_lexical is not None:
-            toks = tokens + [t for t in query_tokens(extra_query) if t not in tokens]
             lex_mask = self._mask(filters)
             own = lex_scores  # the clause text's bm25, scored once above
             hook_mask = self._mask(filters, "hooks_lexical")
@@ -314,13 +310,9 @@ class HybridSearcher:
     def _calibrated(self, own: np.ndarray, own_mask: np.ndarray, own_ranking: list[tuple[str, int]],
                     hook: np.ndarray, hook_mask: np.ndarray, hook_top: np.ndarray, offset: float,
                     ids: list[str] | None = None, hook_keys: list[tuple[str, int]] | None = None) -> list[tuple[str, int]]:
-        """One list from a clause signal and its hook signal on one scale.
-
-        Both are z-scores over this query's population. A clause with hooks scores
-        (z_own + z_hook) / sqrt(2 + 2ρ) (ρ: their correlation over the hooked clauses), which
-        again has unit variance: an irrelevant hooked clause is no likelier to rank high
-        than an unhooked one, so fusion is neutral to coverage, while a clause whose text
-        and hooks agree rises. A clause without hooks keeps its own z."""
+        """One list from a clause signal and its hook signal: both as z-scores over this
+        query's population, ρ their correlation over the hooked clauses, then
+        `combine_with_hooks`."""
         ids = ids if ids is not None else self.dense.chunk_ids
         hook_keys = hook_keys if hook_keys is not None else self.dense.segment_clauses
         z_own = standardise(own, own_mask)
@@ -332,17 +324,16 @@ class HybridSearcher:
         own_at_hook = np.where(first >= 0, z_own[np.maximum(first, 0)], 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):  # a constant signal has no correlation
             rho = float(np.corrcoef(own_at_hook[valid], z_hook[valid])[0, 1]) if valid.sum() > 2 else 0.0
-        scale = float(np.sqrt(max(2.0 + 2.0 * (rho if np.isfinite(rho) else 0.0), 1e-6)))
         hook_index = self._hook_index(hook_keys)
-        merged: dict[tuple[str, int], float] = {}
-        candidates = list(own_ranking) + [hook_keys[i] for i in hook_top]
-        for key in dict.fromkeys(candidates):
-            own_z = max((float(z_own[pos[cid]]) for cid in self._clause_chunks.get(key, []) if cid in pos),
-                        default=float("-inf"))
+        own_best: dict[tuple[str, int], float] = {}
+        hook_best: dict[tuple[str, int], float] = {}
+        for key in dict.fromkeys(list(own_ranking) + [hook_keys[i] for i in hook_top]):
+            own_best[key] = max((float(z_own[pos[cid]]) for cid in self._clause_chunks.get(key, []) if cid in pos),
+                                default=float("-inf"))
             j = hook_index.get(key)
-            has_hooks = j is not None and hook_mask[j] > 0
-            merged[key] = (own_z + float(z_hook[j]) - offset) / scale if has_hooks else own_z
-        return sorted(merged, key=lambda key: -merged[key])
+            if j is not None and hook_mask[j] > 0:
+                hook_best[key] = float(z_hook[j])
+        return combine_with_hooks(own_best, hook_best, rho, offset)
 
     def _first_chunk_index(self, ids: list[str], hook_keys: list[tuple[str, int]]) -> np.ndarray:
         cache_key = ("first", id(ids), id(hook_keys))

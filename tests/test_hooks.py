@@ -19,7 +19,7 @@ from rag import hooks
 from rag.dense import DenseIndex, top_indices
 from rag.embed_pool import embed_marked
 from rag.models import Chunk
-from rag.retrieve import ClauseTable, merge_by_max, normalise_max
+from rag.retrieve import ClauseTable, combine_with_hooks
 from rag.settings import REPO_ROOT, Settings
 
 HOOKS_DIR = REPO_ROOT / "corpus" / "hooks"
@@ -66,14 +66,15 @@ def test_entries_attach_by_hash_and_label_and_stale_ones_are_reported():
     assert match.coverage(clauses) == {"A": (1, 2), "A@old": (1, 1)}
 
 
-def test_merge_by_max_keeps_unhooked_clauses_on_their_own_score():
-    own = {"a": 0.80, "b": 0.78, "c": 0.70}
-    hook = {"c": 0.90, "d": 0.75}
-    # c's hook (0.90 - 0.04 = 0.86) lifts it over a; d's (0.71) stays under b; a and b keep their order.
-    assert merge_by_max(own, hook, 0.04) == ["c", "a", "b", "d"]
-    assert merge_by_max(own, {}, 0.04) == ["a", "b", "c"]
-    assert normalise_max({"x": 2.0, "y": 1.0}) == {"x": 1.0, "y": 0.5}
-    assert normalise_max({"x": 0.0}) == {}
+def test_combine_with_hooks_keeps_unhooked_clauses_on_their_own_score():
+    own = {"a": 3.0, "b": 2.0, "c": 1.0}
+    # Uncorrelated signals (ρ 0): c with hooks scores (1 + 4) / √2 ≈ 3.54, above a (3.0);
+    # b's weak hook, (2 − 1) / √2 ≈ 0.71, drops it under c's own… and a keeps exactly 3.0.
+    assert combine_with_hooks(own, {"c": 4.0, "b": -1.0}, 0.0) == ["c", "a", "b"]
+    # Perfectly correlated (ρ 1): a hooked clause scores the mean, no bonus for two signals.
+    assert combine_with_hooks({"a": 2.0, "b": 1.9}, {"b": 1.9}, 1.0) == ["a", "b"]
+    assert combine_with_hooks(own, {}, 0.3) == ["a", "b", "c"]
+    assert combine_with_hooks({"a": 1.0}, {"a": 1.0}, float("nan")) == ["a"]  # no correlation known
 
 
 def test_exact_dense_top_indices_and_mask():
