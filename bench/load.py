@@ -4,9 +4,10 @@
     python bench/load.py --clients 4 --requests 10 --out bench/out/load.md
 
 It starts `rag serve` on a free 127.0.0.1 port (rate limit off for itself), waits for
-/api/health, asks every distinct question once alone (the reference), then lets the
-clients ask concurrently and checks that each answer has exactly the reference's
-citations and quotes (no cross-talk between requests). Bounded in requests and time;
+/api/health, asks every distinct question once alone (the reference), then starts a
+fresh server (empty caches, unless --warm) and lets the clients ask concurrently,
+checking that each answer has exactly the reference's citations and quotes (no
+cross-talk between requests). Bounded in requests and time;
 the server is stopped at the end. Prints a table; exits 1 on errors or mismatches.
 """
 
@@ -232,7 +233,8 @@ def drive(port: int, pid: int, bodies: list[dict[str, Any]], reference: dict[int
     return report
 
 
-def run_load(*, clients: int = 16, requests: int = 50, distinct: int = 40, env: dict[str, str] | None = None,
+def run_load(*, clients: int = 16, requests: int = 50, distinct: int = 300, cold: bool = True,
+             env: dict[str, str] | None = None,
              deadline_s: float = 900, request_timeout: float = 60, startup_timeout: float = 300,
              log_path: Path = ROOT / "bench" / "out" / "load-server.log") -> LoadReport:
     env = dict(os.environ if env is None else env)
@@ -247,6 +249,13 @@ def run_load(*, clients: int = 16, requests: int = 50, distinct: int = 40, env: 
             if status != 200 or not isinstance(data, dict):
                 raise RuntimeError(f"the lone question {b['body']['question']!r} failed: HTTP {status} {data}")
             reference[i] = fingerprint(data)
+        if cold:
+            # A fresh server, so the load meets empty in-memory caches (query vectors,
+            # tokenisation) as real traffic of new questions would.
+            stop_server(proc)
+            port = free_port()
+            proc = start_server(port, env, log_path)
+            wait_healthy(port, proc, startup_timeout)
         return drive(port, proc.pid, bodies, reference, clients, requests, deadline_s, request_timeout)
     finally:
         stop_server(proc)
@@ -256,12 +265,15 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--requests", type=int, default=50, help="requests per client")
-    p.add_argument("--distinct", type=int, default=40, help="distinct questions drawn from eval/*.jsonl")
+    p.add_argument("--distinct", type=int, default=300,
+                   help="distinct questions drawn from eval/*.jsonl (mostly new to the server)")
+    p.add_argument("--warm", action="store_true",
+                   help="keep the server that answered the lone questions (its caches are warm)")
     p.add_argument("--deadline", type=float, default=900, help="seconds before the clients stop asking")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "load.md")
     args = p.parse_args()
     report = run_load(clients=args.clients, requests=args.requests, distinct=args.distinct,
-                      deadline_s=args.deadline)
+                      cold=not args.warm, deadline_s=args.deadline)
     text = report.table()
     if report.error_samples:
         text += "\n\nfirst problems:\n" + "\n".join(f"- {s}" for s in report.error_samples)

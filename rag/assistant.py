@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from . import lexical, store
@@ -26,7 +27,7 @@ from .answer import (
     resolve_follow_up,
     status_warnings,
 )
-from .dense import DenseIndex
+from .dense import DenseIndex, limit_blas_threads
 from .embed import get_embedder
 from .errors import ConfigError
 from .laws import short_title
@@ -80,6 +81,7 @@ class Assistant:
         self._lock = threading.RLock()
         self._reranker: Any = None
         self.chat_model = None  # a LangChain chat model; tests put a fake one here
+        limit_blas_threads()
         self._load()
 
     # ---- loading -------------------------------------------------------------
@@ -244,11 +246,21 @@ class Assistant:
                 q_norm, context, context_norm = normalize_query(resolved), "", ""
         use_rerank = self.reranker_available if rerank is None else (rerank and self.reranker_available)
         t1 = time.perf_counter()
+        # The query is embedded before the lock, so concurrent requests embed in parallel;
+        # a failure is left to `search`, which answers from bm25 and reports it.
+        searcher = self.searcher
+        vector: np.ndarray | Exception | None = None
+        if "dense" in retrievers:
+            try:
+                vector = searcher.query_vector(q_norm, context_norm)
+            except Exception as exc:  # the search reports it and answers from bm25
+                vector = exc
         with self._lock:
             self._reload_if_switched()
             results = self.searcher.search(q_norm, k=k, filters=filters or Filters(),
                                            retrievers=retrievers, rerank=use_rerank,
-                                           extra_query=context_norm)
+                                           extra_query=context_norm,
+                                           query_vector=vector if self.searcher is searcher else None)
             if self.searcher.dense_error and self._reload_if_switched(check_registry=True):
                 # The old build's collection was gone after a switch: ask the new one.
                 results = self.searcher.search(q_norm, k=k, filters=filters or Filters(),

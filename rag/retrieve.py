@@ -216,10 +216,23 @@ class HybridSearcher:
     def reference(self, query: str) -> ClauseRef | None:
         return find_reference(query, self.known_titles, self.english_to_short, self.zh_aliases)
 
+    def query_vector(self, query: str, extra_query: str = "") -> np.ndarray:
+        """The e5 vector `search` scores with (it may raise what the embedder raises).
+
+        Callers that hold a lock around `search` compute it before taking the lock, so
+        concurrent requests embed in parallel (the engine releases the GIL)."""
+        # English questions also carry the Chinese terms of the glossary, which
+        # pulls the multilingual embedding towards the Chinese clauses.
+        terms = " ".join(translate_terms(query)) if re.search(r"[A-Za-z]{3}", query) else ""
+        return np.asarray(self.embedder.embed_query(f"{extra_query} {query} {terms}".strip()),
+                          dtype=np.float32)
+
     def search(self, query: str, *, k: int = 5, filters: Filters | None = None,
                retrievers: tuple[str, ...] = DEFAULT_RETRIEVERS, rerank: bool = False,
-               weights: dict[str, float] | None = None, extra_query: str = "") -> list[ScoredChunk]:
-        """`query` is normalised; `extra_query` (a previous turn) widens recall only."""
+               weights: dict[str, float] | None = None, extra_query: str = "",
+               query_vector: np.ndarray | Exception | None = None) -> list[ScoredChunk]:
+        """`query` is normalised; `extra_query` (a previous turn) widens recall only.
+        `query_vector`: what `query_vector(query, extra_query)` returned or raised beforehand."""
         filters = filters or Filters()
         weights = weights or DEFAULT_WEIGHTS
         rankings: dict[str, list[tuple[str, int]]] = {}
@@ -234,12 +247,10 @@ class HybridSearcher:
         self.dense_error = ""
         vec: np.ndarray | None = None
         if "dense" in retrievers:
-            # English questions also carry the Chinese terms of the glossary, which
-            # pulls the multilingual embedding towards the Chinese clauses.
-            terms = " ".join(translate_terms(query)) if re.search(r"[A-Za-z]{3}", query) else ""
             try:
-                vec = np.asarray(self.embedder.embed_query(f"{extra_query} {query} {terms}".strip()),
-                                 dtype=np.float32)
+                if isinstance(query_vector, Exception):
+                    raise query_vector  # the embedder failed before the search began
+                vec = query_vector if query_vector is not None else self.query_vector(query, extra_query)
             except Exception as exc:  # the embedder failed: the lexical side still answers
                 log.warning("dense retrieval failed: %s", exc)
                 self.dense_error = f"{type(exc).__name__}: {exc}"[:300]

@@ -125,3 +125,24 @@ def test_every_chroma_http_call_has_a_timeout(chroma):
     client = store.make_client(Path("unused"), chroma.url)
     timeout = client._server._session.timeout  # type: ignore[attr-defined]
     assert timeout.read == store.CHROMA_TIMEOUT_S and timeout.connect is not None
+
+
+def test_a_failing_query_embedder_answers_from_bm25_with_a_warning(hash_index):
+    """The embedder fails (out of memory, a broken model file): the answer still comes,
+    from the bm25 index, with the visible warning; the embedder is tried once, not again
+    under the search lock."""
+    assistant = Assistant(hash_index)
+
+    class Broken:
+        calls = 0
+
+        def embed_query(self, text: str) -> list[float]:
+            Broken.calls += 1
+            raise RuntimeError("embedding engine crashed")
+
+    assistant.searcher.embedder = Broken()
+    result = assistant.ask("外商投资法第二十一条")
+    assert DENSE_UNAVAILABLE in result.warnings
+    assert [c.label for c in result.citations] == ["《外商投资法》第二十一条"]
+    assert all(r.scores.get("dense") is None for r in result.retrieved)
+    assert Broken.calls == 1

@@ -7,8 +7,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
+import numpy as np
 import pytest
 
 from rag.embed import EmbeddingCache, get_embedder
@@ -35,6 +37,7 @@ def test_corrupt_cache_is_set_aside_with_a_warning(tmp_path, caplog):
 
 WRITER = """
 import sys
+import threading
 from pathlib import Path
 from rag.embed import EmbeddingCache
 cache = EmbeddingCache(Path(sys.argv[1]), "hash")
@@ -121,3 +124,45 @@ def test_query_vectors_are_remembered_and_bounded(monkeypatch):
     e5.embed_query("经开区")  # most recent again
     e5.embed_query("标准地")
     assert list(e5._queries) == ["经开区", "标准地"]
+
+
+def test_a_second_query_handle_opens_only_when_the_first_is_busy():
+    import rag.embed as embed
+
+    e5 = embed.E5SmallEmbeddings(max_handles=2)
+    alone = e5.embed_query("外商投资法")
+    assert e5._opened == 1  # one caller at a time: one handle, as before
+    with e5._handle():  # the first handle is busy (another request is embedding)
+        busy = e5.embed_query("标准地")  # does not wait: a second handle is opened
+        assert e5._opened == 2
+    assert e5.embed_query("外商投资法") == alone
+    fresh = embed.E5SmallEmbeddings(max_handles=1)
+    assert np.allclose(busy, fresh.embed_query("标准地"), atol=1e-6)
+
+
+def test_with_one_handle_a_second_caller_waits_for_it():
+    import rag.embed as embed
+
+    e5 = embed.E5SmallEmbeddings(max_handles=1)
+    out: list[list[float]] = []
+    with e5._handle():
+        t = threading.Thread(target=lambda: out.append(e5.embed_query("经开区")))
+        t.start()
+        t.join(timeout=0.5)
+        assert t.is_alive() and not out  # the C engine's buffers are never shared
+    t.join(timeout=30)
+    assert len(out) == 1 and e5._opened == 1
+
+
+def test_concurrent_queries_give_the_vectors_of_lone_queries():
+    from concurrent.futures import ThreadPoolExecutor
+
+    import rag.embed as embed
+
+    texts = [f"经开区第{i}条 foreign investment {i}" for i in range(12)]
+    lone = embed.E5SmallEmbeddings(max_handles=1)
+    expected = [lone.embed_query(t) for t in texts]
+    shared = embed.E5SmallEmbeddings(max_handles=2)
+    with ThreadPoolExecutor(6) as pool:
+        got = list(pool.map(shared.embed_query, texts))
+    assert all(np.allclose(g, e, atol=1e-6) for g, e in zip(got, expected, strict=True))

@@ -125,3 +125,24 @@ def test_rag_ingest_in_another_process_switches_a_running_server(hash_index, tmp
     finally:
         stop.set()
         load.stop_server(proc)
+
+
+def test_a_question_is_embedded_while_another_request_holds_the_search_lock(tiny_settings):
+    """The e5 pass (~50 ms, GIL released) runs outside the assistant's lock, so concurrent
+    requests embed on both cores instead of queueing behind one another's search."""
+    import time
+
+    assistant = Assistant(tiny_settings)
+    queries = assistant.searcher.embedder._queries
+    question = "Which rules apply to standard land supply in the zones (lock test)?"
+    answers: list = []
+    with assistant._lock:  # another request is searching
+        t = threading.Thread(target=lambda: answers.append(assistant.ask(question)), daemon=True)
+        t.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any("lock test" in q for q in list(queries)):
+            time.sleep(0.01)
+        assert any("lock test" in q for q in list(queries)), "the question was not embedded before the lock"
+        assert not answers  # the search itself still waits for the lock
+    t.join(timeout=60)
+    assert answers and answers[0].retrieved
