@@ -89,6 +89,13 @@ def fingerprint(answer: dict[str, Any]) -> tuple[Any, ...]:
             tuple((c["label"], tuple(c["quotes"])) for c in answer.get("citations", [])))
 
 
+def mismatch(got: tuple[Any, ...], expected: tuple[Any, ...]) -> str:
+    """Where a concurrent answer differs from the lone one (for the report)."""
+    names = ("abstained", "answer", "citations")
+    return "; ".join(f"{n}: got {str(g)[:160]!r}, alone {str(e)[:160]!r}"
+                     for n, g, e in zip(names, got, expected, strict=True) if g != e)
+
+
 def rss_of(pid: int) -> int:
     import psutil
 
@@ -107,6 +114,9 @@ class LoadReport:
     wall_s: float = 0.0
     rss_mb: list[float] = field(default_factory=list)  # start, then after each quarter
     error_samples: list[str] = field(default_factory=list)
+    chat_requests: int = 0  # the Gradio chat, asked at the same time through gradio_client
+    chat_errors: int = 0
+    chat_mismatches: int = 0
 
     def percentile(self, p: float) -> float:
         if not self.latencies:
@@ -134,6 +144,8 @@ class LoadReport:
             ("throughput", f"{self.requests / self.wall_s:.1f} requests/s" if self.wall_s else "-"),
             ("server RSS start / Q1 / Q2 / Q3 / Q4", " / ".join(f"{m:.0f}" for m in self.rss_mb) + " MB"),
             ("RSS growth Q2 → Q4", f"{self.rss_growth * 100:+.1f} %"),
+            ("web chat at the same time: requests / errors / differing", f"{self.chat_requests} / "
+             f"{self.chat_errors} / {self.chat_mismatches}"),
         ]
         return "| measure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
@@ -141,6 +153,7 @@ class LoadReport:
     def ok(self) -> bool:
         """The pass criteria: no errors, no cross-talk, memory flat in the second half."""
         return (self.errors == 0 and self.mismatches == 0 and self.requests > 0
+                and self.chat_errors == 0 and self.chat_mismatches == 0
                 and self.rss_growth <= MAX_RSS_GROWTH)
 
 
@@ -183,7 +196,8 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
 
 
 def drive(port: int, pid: int, bodies: list[dict[str, Any]], reference: dict[int, tuple[Any, ...]],
-          clients: int, per_client: int, deadline_s: float, request_timeout: float) -> LoadReport:
+          clients: int, per_client: int, deadline_s: float, request_timeout: float,
+          chat_clients: int = 0, chat_requests: int = 0) -> LoadReport:
     report = LoadReport(clients, per_client, len(bodies))
     total = clients * per_client
     lock = threading.Lock()
@@ -215,14 +229,58 @@ def drive(port: int, pid: int, bodies: list[dict[str, Any]], reference: dict[int
                 elif fingerprint(data) != reference[i]:
                     report.mismatches += 1
                     if len(report.error_samples) < 5:
-                        report.error_samples.append(f"mismatch on {bodies[i]['body']['question']!r}")
+                        report.error_samples.append(f"mismatch on {bodies[i]['body']['question']!r}: "
+                                                    f"{mismatch(fingerprint(data), reference[i])}")
                 done[0] += 1
                 if quarter_marks and done[0] >= quarter_marks[0]:
                     quarter_marks.pop(0)
                     report.rss_mb.append(rss_of(pid) / 2**20)
 
+    # The web chat shares the Assistant with the API: a few chat users at the same time,
+    # checked against the same lone answers.
+    chat_items = [i for i, b in enumerate(bodies) if "history" not in b["body"]]
+
+    def chat_client(cid: int) -> None:
+        from gradio_client import Client
+
+        rng = random.Random(1000 + cid)
+        try:
+            gc = Client(f"http://{HOST}:{port}/", verbose=False)
+        except Exception as exc:  # noqa: BLE001 - any failure to connect is an error to report
+            with lock:
+                report.chat_errors += 1
+                report.error_samples.append(f"chat client could not connect: {exc}"[:300])
+            return
+        for _ in range(chat_requests):
+            if time.monotonic() > stop_at or not chat_items:
+                return
+            i = rng.choice(chat_items)
+            # A new conversation per question: in one session the earlier turns are the
+            # history, and a question with "it"/"its" would be read as a follow-up.
+            gc.reset_session()
+            try:
+                # (question, doc_ids, doc_types, in force only, mode, k, language): the API's defaults
+                out = gc.predict(bodies[i]["body"]["question"], [], [], True, "extractive", 5, "auto",
+                                 api_name="/ask")
+                raw = out[4] if isinstance(out, (list, tuple)) and len(out) > 4 else None
+                problem = "" if isinstance(raw, dict) else f"chat returned no answer: {str(out)[:200]}"
+            except Exception as exc:  # noqa: BLE001
+                raw, problem = None, f"chat failed: {type(exc).__name__}: {exc}"[:300]
+            with lock:
+                report.chat_requests += 1
+                if problem:
+                    report.chat_errors += 1
+                    if len(report.error_samples) < 5:
+                        report.error_samples.append(problem)
+                elif raw is not None and fingerprint(raw) != reference[i]:
+                    report.chat_mismatches += 1
+                    if len(report.error_samples) < 5:
+                        report.error_samples.append(f"chat mismatch on {bodies[i]['body']['question']!r}: "
+                                                    f"{mismatch(fingerprint(raw), reference[i])}")
+
     t0 = time.perf_counter()
     threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in range(clients)]
+    threads += [threading.Thread(target=chat_client, args=(c,), daemon=True) for c in range(chat_clients)]
     for t in threads:
         t.start()
     for t in threads:
@@ -234,7 +292,7 @@ def drive(port: int, pid: int, bodies: list[dict[str, Any]], reference: dict[int
 
 
 def run_load(*, clients: int = 16, requests: int = 50, distinct: int = 300, cold: bool = True,
-             env: dict[str, str] | None = None,
+             chat_clients: int = 2, chat_requests: int = 20, env: dict[str, str] | None = None,
              deadline_s: float = 900, request_timeout: float = 60, startup_timeout: float = 300,
              log_path: Path = ROOT / "bench" / "out" / "load-server.log") -> LoadReport:
     env = dict(os.environ if env is None else env)
@@ -256,7 +314,8 @@ def run_load(*, clients: int = 16, requests: int = 50, distinct: int = 300, cold
             port = free_port()
             proc = start_server(port, env, log_path)
             wait_healthy(port, proc, startup_timeout)
-        return drive(port, proc.pid, bodies, reference, clients, requests, deadline_s, request_timeout)
+        return drive(port, proc.pid, bodies, reference, clients, requests, deadline_s, request_timeout,
+                     chat_clients, chat_requests)
     finally:
         stop_server(proc)
 
@@ -267,13 +326,16 @@ def main() -> int:
     p.add_argument("--requests", type=int, default=50, help="requests per client")
     p.add_argument("--distinct", type=int, default=300,
                    help="distinct questions drawn from eval/*.jsonl (mostly new to the server)")
+    p.add_argument("--chat-clients", type=int, default=2, help="web chat users (gradio_client) at the same time")
+    p.add_argument("--chat-requests", type=int, default=20, help="questions per chat user")
     p.add_argument("--warm", action="store_true",
                    help="keep the server that answered the lone questions (its caches are warm)")
     p.add_argument("--deadline", type=float, default=900, help="seconds before the clients stop asking")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "load.md")
     args = p.parse_args()
     report = run_load(clients=args.clients, requests=args.requests, distinct=args.distinct,
-                      cold=not args.warm, deadline_s=args.deadline)
+                      cold=not args.warm, chat_clients=args.chat_clients,
+                      chat_requests=args.chat_requests, deadline_s=args.deadline)
     text = report.table()
     if report.error_samples:
         text += "\n\nfirst problems:\n" + "\n".join(f"- {s}" for s in report.error_samples)
