@@ -29,7 +29,7 @@ from .answer import (
 )
 from .dense import DenseIndex, limit_blas_threads
 from .embed import get_embedder
-from .errors import ConfigError
+from .errors import ConfigError, LLMError
 from .laws import short_title
 from .lexicon import glossary_words, stem_words
 from .links import ClauseText, build_links
@@ -236,14 +236,21 @@ class Assistant:
         model = None
         resolved = f"{context} {question}".strip() if context else question
         if mode == "llm":
-            from .llm import build_chat_model, condense_question
+            from .llm import build_chat_model, condense_question, describe_failure
 
             model = self.chat_model or build_chat_model(self.settings)
             if history:
                 # The model rewrites a follow-up into a standalone question instead
                 # of carrying the previous turn along.
-                resolved = condense_question(model, question, history)
-                q_norm, context, context_norm = normalize_query(resolved), "", ""
+                try:
+                    resolved = condense_question(model, question, history)
+                    q_norm, context, context_norm = normalize_query(resolved), "", ""
+                except LLMError as exc:
+                    # The endpoint is down: asking it again for the answer would only
+                    # wait once more. The follow-up keeps the previous turn as context.
+                    log.warning("llm mode: %s", exc)
+                    notes.append(describe_failure(exc.__cause__ or exc, self.settings))
+                    model = None
         use_rerank = self.reranker_available if rerank is None else (rerank and self.reranker_available)
         t1 = time.perf_counter()
         # The query is embedded before the lock, so concurrent requests embed in parallel;

@@ -196,6 +196,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
         _out(result.to_dict())
     else:
         print(result.answer)
+        for warning in result.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -223,16 +225,25 @@ def cmd_chat(args: argparse.Namespace) -> int:
             for c in last.citations if last else []:
                 print(f"[{c.n}] {c.label} — {c.doc_title} — {c.status}\n{c.text}\n")
             continue
+        streamed = ""
         try:
             for piece in assistant.ask_stream(question, history=history, k=args.k, mode=args.mode):
                 if isinstance(piece, AskResult):
                     last = piece
                 else:
+                    streamed += piece
                     print(piece, end="", flush=True)
         except RagError as exc:
             print(f"error: {exc}")
             continue
+        if last and last.answer.strip() != streamed.strip():
+            # llm mode streams only checked sentences; the sources, or the extractive
+            # answer that replaced a failed reply, come with the result.
+            rest = last.answer[len(streamed):] if last.answer.startswith(streamed) else last.answer
+            print(("\n" if streamed else "") + rest.strip("\n"), end="")
         print()
+        for warning in last.warnings if last else []:
+            print(f"warning: {warning}")
         history += [{"role": "user", "content": question},
                     {"role": "assistant", "content": last.answer if last else ""}]
 

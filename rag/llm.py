@@ -9,6 +9,7 @@ extractive answer is used instead.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,8 @@ from .errors import LLMError, MissingExtraError
 from .models import AskResult, Chunk, ScoredChunk
 from .normalize import fold_for_match
 from .settings import PACKAGE_ROOT, Settings
+
+log = logging.getLogger(__name__)
 
 PROMPTS = PACKAGE_ROOT / "prompts"
 NO_BASIS = "NO_BASIS"
@@ -38,12 +41,60 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
         from langchain_openai import ChatOpenAI
     except ImportError as exc:
         raise MissingExtraError("llm mode", "llm", "langchain-openai") from exc
-    kwargs: dict[str, Any] = {"model": settings.llm_model, "temperature": 0, "streaming": True}
+    # No retries: a retry repeats the wait, and the extractive answer is ready at once.
+    kwargs: dict[str, Any] = {"model": settings.llm_model, "temperature": 0, "streaming": True,
+                              "timeout": settings.llm_timeout, "max_retries": 0}
     if settings.llm_base_url:
         kwargs["base_url"] = settings.llm_base_url
     # Local servers (Ollama, vLLM) accept any key; the client insists on one.
     kwargs["api_key"] = settings.llm_api_key or "not-needed"
     return ChatOpenAI(**kwargs)
+
+
+class LLMTimeout(TimeoutError):
+    """The whole reply took longer than RAG_LLM_TIMEOUT."""
+
+
+class LLMStoppedEarly(ConnectionError):
+    """The stream ended without the endpoint saying the reply was finished."""
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what it wraps (clients wrap the socket's error in their own)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 8:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def describe_failure(exc: BaseException, settings: Settings) -> str:
+    """One line for the user: what went wrong with the endpoint and what to check."""
+    chain = _causes(exc)
+    names = {type(e).__name__ for e in chain}
+    status = next((s for e in chain if isinstance(s := getattr(e, "status_code", None), int)), None)
+    where = settings.llm_base_url or "the default OpenAI endpoint"
+    if any(isinstance(e, LLMTimeout | TimeoutError) or "Timeout" in type(e).__name__ for e in chain):
+        what = f"did not answer within {settings.llm_timeout:g} s (RAG_LLM_TIMEOUT)"
+    elif status in (401, 403):
+        what = f"refused the API key (HTTP {status}); check OPENAI_API_KEY"
+    elif status is not None:
+        what = f"answered HTTP {status}; check RAG_LLM_MODEL and the server's log"
+    elif any(isinstance(e, LLMStoppedEarly) for e in chain) or names & {"RemoteProtocolError", "ReadError"}:
+        what = "stopped in the middle of its reply"
+    elif any(isinstance(e, ConnectionRefusedError) for e in chain) or names & {"ConnectError", "APIConnectionError"}:
+        what = f"could not be reached at {where}; check OPENAI_BASE_URL"
+    elif any(isinstance(e, ValueError | KeyError | TypeError) for e in chain):
+        what = f"sent a reply that could not be read ({type(chain[-1]).__name__})"
+    else:
+        what = f"failed ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+    return f"the language model {what}; showing the extractive answer"
+
+
+def _reports_finish(model: BaseChatModel) -> bool:
+    """OpenAI-compatible streams end with a finish_reason; a stream cut short has none."""
+    return any(k.__name__ == "BaseChatOpenAI" for k in type(model).__mro__)
 
 
 def fit_clauses(results: list[ScoredChunk], budget: int) -> list[Chunk]:
@@ -82,26 +133,104 @@ def split_answer(text: str) -> list[str]:
     return [s.strip() for s in sentences if s.strip() and not _TRAILING_MARKERS.fullmatch(s.strip())]
 
 
+def complete_prefix(text: str) -> int:
+    """Length of the part of a streaming reply made of finished sentences: a sentence is
+    finished once something other than a marker follows its end."""
+    done = 0
+    for m in _END.finditer(text):
+        end = m.end()
+        if trailing := _TRAILING_MARKERS.match(text, end):
+            end = trailing.end()
+        rest = text[end:].lstrip()
+        if not rest or rest[0] == "[":  # more markers, or more of this one, may follow
+            break
+        done = end
+    return done
+
+
+def _instruction_trigrams() -> frozenset[str]:
+    rules = re.sub(r"\{[a-z]+\}", " ", load_prompt("answer"))
+    folded = fold_for_match(_MARKER.sub(" ", rules))
+    return frozenset(folded[i:i + 3] for i in range(len(folded) - 2))
+
+
+_RULES: frozenset[str] | None = None
+
+
+def echoes_instructions(sentence: str) -> bool:
+    """Does the sentence mostly repeat the prompt's rules? A weak model echoes them, and
+    the markers it copies ("like [1] or [2][3]") would otherwise pass the checks."""
+    global _RULES
+    if _RULES is None:
+        _RULES = _instruction_trigrams()
+    folded = fold_for_match(_MARKER.sub(" ", sentence))
+    grams = {folded[i:i + 3] for i in range(len(folded) - 2)}
+    return len(grams) >= 4 and len(grams & _RULES) / len(grams) >= 0.6
+
+
+def check_sentence(sentence: str, folded_clauses: dict[int, str]) -> str:
+    """Why the sentence cannot be shown ("" when it passes)."""
+    markers = [int(m) for m in _MARKER.findall(sentence)]
+    if not markers:
+        return f"no clause marker: {sentence!r}"
+    unknown = [m for m in markers if m not in folded_clauses]
+    if unknown:
+        return f"marker [{unknown[0]}] names no given clause: {sentence!r}"
+    bad = [q for q in (a or b for a, b in _QUOTE.findall(sentence))
+           if not any(fold_for_match(q) in folded_clauses[m] for m in markers)]
+    if bad:
+        return f"quote not found in the cited clause: 「{bad[0]}」"
+    if echoes_instructions(sentence):
+        return f"repeats the instructions, not the clause: {sentence!r}"
+    return ""
+
+
 def verify(answer: str, clauses: dict[int, str]) -> tuple[list[str], list[str]]:
     """(kept sentences, reasons for the removed ones)."""
-    kept, removed = [], []
-    folded = {n: fold_for_match(t) for n, t in clauses.items()}
-    for sentence in split_answer(answer):
-        markers = [int(m) for m in _MARKER.findall(sentence)]
-        if not markers:
-            removed.append(f"no clause marker: {sentence!r}")
-            continue
-        unknown = [m for m in markers if m not in clauses]
-        if unknown:
-            removed.append(f"marker [{unknown[0]}] names no given clause: {sentence!r}")
-            continue
-        bad = [q for q in (a or b for a, b in _QUOTE.findall(sentence))
-               if not any(fold_for_match(q) in folded[m] for m in markers)]
-        if bad:
-            removed.append(f"quote not found in the cited clause: 「{bad[0]}」")
-            continue
-        kept.append(sentence)
-    return kept, removed
+    checker = SentenceChecker(clauses)
+    checker.feed(answer)
+    checker.finish()
+    return checker.kept, checker.removed
+
+
+class SentenceChecker:
+    """Checks a reply while it streams: each finished sentence is checked, and only the
+    ones that pass are released, their markers renumbered in order of first use."""
+
+    def __init__(self, clauses: dict[int, str]) -> None:
+        self._folded = {n: fold_for_match(t) for n, t in clauses.items()}
+        self._pending = ""
+        self.raw = ""
+        self.kept: list[str] = []  # with the model's own markers
+        self.removed: list[str] = []  # reasons
+        self.renumber: dict[int, int] = {}
+
+    def feed(self, text: str) -> list[str]:
+        """Sentences released by this piece of the reply, ready to show."""
+        self.raw += text
+        self._pending += text
+        cut = complete_prefix(self._pending)
+        if not cut:
+            return []
+        done, self._pending = self._pending[:cut], self._pending[cut:]
+        return self._check(done)
+
+    def finish(self) -> list[str]:
+        done, self._pending = self._pending, ""
+        return self._check(done)
+
+    def _check(self, text: str) -> list[str]:
+        shown = []
+        for sentence in split_answer(text):
+            reason = check_sentence(sentence, self._folded)
+            if reason:
+                self.removed.append(reason)
+                continue
+            self.kept.append(sentence)
+            for m in _MARKER.findall(sentence):
+                self.renumber.setdefault(int(m), len(self.renumber) + 1)
+            shown.append(_MARKER.sub(lambda m: f"[{self.renumber[int(m.group(1))]}]", sentence))
+        return shown
 
 
 def condense_question(model: BaseChatModel, question: str, history: list[dict[str, str]]) -> str:
@@ -113,45 +242,71 @@ def condense_question(model: BaseChatModel, question: str, history: list[dict[st
         raise LLMError(f"the language model could not be reached: {exc}",
                        hint="check OPENAI_BASE_URL / OPENAI_API_KEY, or use --mode extractive") from exc
     text = str(reply.content).strip()
-    return text or question
+    # One line, and not an essay: a weak model may answer instead of rewriting.
+    text = text.splitlines()[0].strip() if text else ""
+    return text if 0 < len(text) <= 4 * len(question) + 200 else question
+
+
+def _stream_reply(model: BaseChatModel, prompt: str, timeout: float) -> Iterator[str]:
+    """The reply's text pieces; raises when the endpoint fails, stalls or stops early."""
+    deadline = time.monotonic() + timeout
+    finished = not _reports_finish(model)
+    stream = model.stream(prompt)
+    try:
+        for piece in stream:
+            if piece.response_metadata.get("finish_reason"):
+                finished = True
+            text = str(piece.content)
+            if text:
+                yield text
+            if time.monotonic() > deadline:
+                raise LLMTimeout(f"no complete reply within {timeout:g} s")
+    finally:
+        close = getattr(stream, "close", None)
+        if close:
+            close()  # frees the connection when the reply is abandoned
+    if not finished:
+        raise LLMStoppedEarly("the stream ended without a finish reason")
 
 
 def llm_answer_stream(model: BaseChatModel, settings: Settings, question: str, lang: str,
                       results: list[ScoredChunk], base: dict[str, Any], timings: dict[str, float],
                       t0: float, extractive: Callable[[], tuple[str, list, dict]]) -> Iterator[str | AskResult]:
+    """Only checked sentences are shown. When the endpoint fails (refused, timeout,
+    wrong key, killed mid-reply, malformed), the extractive answer is shown with one
+    line saying why; nothing unchecked ever reaches the user."""
     chunks = fit_clauses(results, settings.llm_max_context_tokens)
     prompt = load_prompt("answer").format(
         language="English" if lang == "en" else "Chinese (简体中文)", clauses=format_clauses(chunks),
         question=question)
-    parts: list[str] = []
-    try:
-        for piece in model.stream(prompt):
-            text = str(piece.content)
-            if text:
-                parts.append(text)
-                yield text
-    except Exception as exc:  # provider errors vary; the user needs one clear line
-        raise LLMError(f"the language model failed: {exc}",
-                       hint="check the RAG_LLM settings, or use --mode extractive") from exc
-    raw = "".join(parts).strip()
     numbered = {n: c for n, c in enumerate(chunks, start=1)}
-    if raw.startswith(NO_BASIS):
+    checker = SentenceChecker({n: c.text for n, c in numbered.items()})
+    failure = ""
+    try:
+        for text in _stream_reply(model, prompt, settings.llm_timeout):
+            for sentence in checker.feed(text):
+                yield sentence + "\n"
+        for sentence in checker.finish():
+            yield sentence + "\n"
+    except Exception as exc:  # provider errors vary; the user gets one clear line
+        log.warning("llm mode: %s: %s", type(exc).__name__, exc)
+        failure = describe_failure(exc, settings)
+    raw = checker.raw.strip()
+    if not failure and raw.startswith(NO_BASIS):
         text = abstention_text(lang, results[:3])
         timings["total"] = (time.perf_counter() - t0) * 1000
         yield AskResult(answer=text, abstained=True, citations=[], timings_ms=timings,
                         related=[r.chunk.label for r in results[:3]], warnings=["the model found no basis"], **base)
         return
-    kept, removed = verify(raw, {n: c.text for n, c in numbered.items()})
-    warnings = [f"removed from the model's answer: {r}" for r in removed]
-    if not kept:
+    warnings = [f"removed from the model's answer: {r}" for r in checker.removed]
+    if failure or not checker.kept:
         text, citations, cited_chunks = extractive()
-        warnings.append("nothing in the model's answer passed the checks; showing the extractive answer")
+        warnings.append(failure or "nothing in the model's answer passed the checks; showing the extractive answer")
     else:
-        used = sorted({int(m) for s in kept for m in _MARKER.findall(s)})
-        renumber = {old: new for new, old in enumerate(used, start=1)}
-        body = [_MARKER.sub(lambda m: f"[{renumber[int(m.group(1))]}]", s) for s in kept]
+        kept = checker.kept
+        body = [_MARKER.sub(lambda m: f"[{checker.renumber[int(m.group(1))]}]", s) for s in kept]
         citations, cited_chunks = [], {}
-        for old, new in renumber.items():
+        for old, new in checker.renumber.items():
             quotes = [q for s in kept if f"[{old}]" in s for a, b in _QUOTE.findall(s) if (q := a or b)]
             citations.append(make_citation(new, numbered[old], quotes))
             cited_chunks[new] = numbered[old]

@@ -43,6 +43,9 @@ class Settings:
     llm_base_url: str = ""
     llm_api_key: str = ""
     llm_max_context_tokens: int = 3000
+    # Seconds without a byte from the endpoint (and for a whole reply) before the
+    # extractive answer is shown instead; a local model on 2 cores answers in ~10 s.
+    llm_timeout: float = 60.0
     auth_token: str = field(default="", repr=False)  # rag serve: Bearer token for the API, UI password
     rate_limit: int = 60  # rag serve: /api/ask requests per minute per client address; 0 = off
     as_of: str = ""  # YYYY-MM-DD: versions are chosen as in force on this date; "" = today
@@ -73,6 +76,7 @@ _ENV = {
     "reranker": "RAG_RERANKER", "abstain_threshold": "RAG_ABSTAIN_THRESHOLD", "llm": "RAG_LLM",
     "llm_model": "RAG_LLM_MODEL", "llm_base_url": "OPENAI_BASE_URL",
     "llm_api_key": "OPENAI_API_KEY", "llm_max_context_tokens": "RAG_LLM_MAX_CONTEXT_TOKENS",
+    "llm_timeout": "RAG_LLM_TIMEOUT",
     "auth_token": "RAG_AUTH_TOKEN", "rate_limit": "RAG_RATE_LIMIT",
     "as_of": "RAG_AS_OF",
 }
@@ -93,6 +97,7 @@ ENV_DOC = {
     "OPENAI_BASE_URL": "endpoint for llm mode, e.g. http://127.0.0.1:11434/v1 for Ollama",
     "OPENAI_API_KEY": "key for llm mode",
     "RAG_LLM_MAX_CONTEXT_TOKENS": "token budget of the clauses given to the model (default 3000)",
+    "RAG_LLM_TIMEOUT": "seconds llm mode waits for the endpoint before showing the extractive answer (default 60)",
     "RAG_AUTH_TOKEN": "rag serve: API needs 'Authorization: Bearer <token>', the UI asks for it; needed off loopback",
     "RAG_RATE_LIMIT": "rag serve: /api/ask requests per minute per client address (default 60, 0 = off)",
     "RAG_AS_OF": "YYYY-MM-DD: index and cite the law versions in force on this date (default today)",
@@ -125,6 +130,9 @@ def from_env(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
         raise ConfigError(f"unknown answer mode {settings.mode!r}", hint="use extractive or llm")
     if not 1 <= settings.k <= 50:
         raise ConfigError(f"k={settings.k} is out of range", hint="use a k between 1 and 50")
+    if not settings.llm_timeout > 0:
+        raise ConfigError(f"RAG_LLM_TIMEOUT={settings.llm_timeout} must be positive",
+                          hint="give the seconds llm mode waits for the endpoint, e.g. 60")
     if settings.embed_workers < 0:
         raise ConfigError(f"RAG_EMBED_WORKERS={settings.embed_workers} is negative",
                           hint="use 0 (one per core), 1 (no worker processes) or more")
