@@ -298,7 +298,10 @@ def llm_answer_stream(model: BaseChatModel, settings: Settings, question: str, l
         yield AskResult(answer=text, abstained=True, citations=[], timings_ms=timings,
                         related=[r.chunk.label for r in results[:3]], warnings=["the model found no basis"], **base)
         return
-    warnings = [f"removed from the model's answer: {r}" for r in checker.removed]
+    # A weak model may echo the whole prompt: the first reasons, then a count.
+    warnings = [f"removed from the model's answer: {r}" for r in checker.removed[:3]]
+    if len(checker.removed) > 3:
+        warnings.append(f"removed {len(checker.removed) - 3} more sentences of the model's answer")
     if failure or not checker.kept:
         text, citations, cited_chunks = extractive()
         warnings.append(failure or "nothing in the model's answer passed the checks; showing the extractive answer")

@@ -5,6 +5,7 @@ extractive answer with one line saying why, within the timeout, and nothing unch
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -162,3 +163,9 @@ def test_failures_are_described_in_one_line_with_what_to_check():
     assert "could not be reached at http://127.0.0.1:9/v1" in describe_failure(ConnectionRefusedError(), s)
     line = describe_failure(RuntimeError("a\nb" * 200), s)
     assert "\n" not in line and len(line) < 200 and line.endswith("showing the extractive answer")
+
+
+def test_the_default_timeout_is_documented():
+    assert Settings().llm_timeout == 60
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert "RAG_LLM_TIMEOUT" in readme and "60 s" in readme
