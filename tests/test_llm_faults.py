@@ -15,8 +15,6 @@ from rag.models import AskResult
 from rag.settings import Settings
 from tests.fake_openai import FakeOpenAI, closed_port
 
-pytest.importorskip("langchain_openai")
-
 QUESTION = "M0用地能建住宅吗？"
 GOOD = "新型产业用地不得用于「开发住宅、商办用房等房地产项目」。[1]"
 INVENTED = "经开区企业还可以减免全部土地出让金。"
@@ -24,6 +22,7 @@ TIMEOUT = 1.5
 
 
 def _settings(tiny_settings: Settings, url: str, **extra) -> Settings:
+    pytest.importorskip("langchain_openai", reason="llm mode needs the llm extra: pip install -e '.[llm]'")
     return tiny_settings.with_overrides(llm="openai", llm_base_url=url, llm_api_key="k",
                                         llm_model="fake", llm_timeout=TIMEOUT, **extra)
 
