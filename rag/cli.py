@@ -329,7 +329,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_exposure(args.host, s.auth_token, args.insecure)  # before minutes of loading
     serve(load_assistant(s), host=args.host, port=args.port, allow_upload=args.allow_upload,
           allow_benchmark=args.allow_benchmark, auth_token=s.auth_token, rate_limit=s.rate_limit,
-          insecure=args.insecure)
+          sessions=s.ui_sessions, insecure=args.insecure)
     return 0
 
 

@@ -48,6 +48,9 @@ class Settings:
     llm_timeout: float = 60.0
     auth_token: str = field(default="", repr=False)  # rag serve: Bearer token for the API, UI password
     rate_limit: int = 60  # rag serve: /api/ask requests per minute per client address; 0 = off
+    # rag serve: web chat sessions kept in memory (each ~175 KB, least recently used
+    # dropped first); Gradio's own default of 10,000 would let RSS grow by ~1.7 GB.
+    ui_sessions: int = 1000
     as_of: str = ""  # YYYY-MM-DD: versions are chosen as in force on this date; "" = today
 
     @property
@@ -77,7 +80,7 @@ _ENV = {
     "llm_model": "RAG_LLM_MODEL", "llm_base_url": "OPENAI_BASE_URL",
     "llm_api_key": "OPENAI_API_KEY", "llm_max_context_tokens": "RAG_LLM_MAX_CONTEXT_TOKENS",
     "llm_timeout": "RAG_LLM_TIMEOUT",
-    "auth_token": "RAG_AUTH_TOKEN", "rate_limit": "RAG_RATE_LIMIT",
+    "auth_token": "RAG_AUTH_TOKEN", "rate_limit": "RAG_RATE_LIMIT", "ui_sessions": "RAG_UI_SESSIONS",
     "as_of": "RAG_AS_OF",
 }
 ENV_DOC = {
@@ -100,6 +103,7 @@ ENV_DOC = {
     "RAG_LLM_TIMEOUT": "seconds llm mode waits for the endpoint before showing the extractive answer (default 60)",
     "RAG_AUTH_TOKEN": "rag serve: API needs 'Authorization: Bearer <token>', the UI asks for it; needed off loopback",
     "RAG_RATE_LIMIT": "rag serve: /api/ask requests per minute per client address (default 60, 0 = off)",
+    "RAG_UI_SESSIONS": "rag serve: web chat sessions kept in memory, least recently used dropped first (default 1000)",
     "RAG_AS_OF": "YYYY-MM-DD: index and cite the law versions in force on this date (default today)",
 }
 
@@ -130,6 +134,9 @@ def from_env(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
         raise ConfigError(f"unknown answer mode {settings.mode!r}", hint="use extractive or llm")
     if not 1 <= settings.k <= 50:
         raise ConfigError(f"k={settings.k} is out of range", hint="use a k between 1 and 50")
+    if settings.ui_sessions < 1:
+        raise ConfigError(f"RAG_UI_SESSIONS={settings.ui_sessions} must be at least 1",
+                          hint="give the number of web chat sessions to keep, e.g. 1000")
     if not settings.llm_timeout > 0:
         raise ConfigError(f"RAG_LLM_TIMEOUT={settings.llm_timeout} must be positive",
                           hint="give the seconds llm mode waits for the endpoint, e.g. 60")

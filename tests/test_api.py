@@ -353,3 +353,25 @@ def test_uploads_are_kept_in_the_data_dir(tmp_path):
     up.write_text("第二条", encoding="utf-8")
     assert keep_uploads(real, [str(up)])[0].endswith("细则-1.md")
     assert keep_uploads(DemoAssistant(), [str(up)]) == [str(up)]  # no settings: untouched
+
+
+def test_web_chat_sessions_kept_in_memory_are_capped():
+    """Each chat session holds ~175 KB until evicted: RSS must not grow with every visitor."""
+    app = build_app(DemoAssistant(), sessions=3)
+    gradio_app = next(r.app for r in app.routes if type(r).__name__ == "Mount")
+    with TestClient(app) as c:
+        for _ in range(5):  # five visitors, each a new session
+            event = c.post("/gradio_api/call/ask",
+                           json={"data": ["M0用地能建住宅吗？", [], [], True, "extractive", 5, "auto"]})
+            assert "event: complete" in c.get(f"/gradio_api/call/ask/{event.json()['event_id']}").text
+    assert len(gradio_app.state_holder.session_data) == 3
+
+
+def test_the_session_cap_is_a_setting():
+    from rag.errors import ConfigError
+    from rag.settings import from_env
+
+    assert from_env({}).ui_sessions == 1000
+    assert from_env({"RAG_UI_SESSIONS": "50"}).ui_sessions == 50
+    with pytest.raises(ConfigError, match="RAG_UI_SESSIONS"):
+        from_env({"RAG_UI_SESSIONS": "0"})

@@ -149,13 +149,17 @@ def build_blocks(assistant: Any, allow_upload: bool = False, allow_benchmark: bo
 
 
 def build_app(assistant: Any, allow_upload: bool = False, *, allow_benchmark: bool = False,
-              auth_token: str = "", rate_limit: int = 0) -> FastAPI:
+              auth_token: str = "", rate_limit: int = 0, sessions: int = 1000) -> FastAPI:
     """The ASGI app: /api/ask and /api/health, with the Gradio UI mounted at /.
 
     With `auth_token` the API needs `Authorization: Bearer <token>` and the UI a
     login whose password is the token; `rate_limit` is requests per minute per
-    client address on /api/ask (0 = off)."""
+    client address on /api/ask (0 = off); `sessions` caps the web chat sessions
+    kept in memory (the least recently used go first)."""
     blocks = build_blocks(assistant, allow_upload, allow_benchmark)
+    # Every visitor's session keeps a copy of the page config and the conversation
+    # (~175 KB measured) until evicted; Gradio keeps 10,000 by default.
+    blocks.state_session_capacity = sessions
     # Swagger/ReDoc pages load their scripts from a CDN, which offline machines
     # cannot reach; the schema itself stays available.
     app = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
@@ -188,13 +192,13 @@ def check_exposure(host: str, auth_token: str, insecure: bool) -> None:
 
 def serve(assistant: Any, *, host: str = "127.0.0.1", port: int = 7860, allow_upload: bool = False,
           allow_benchmark: bool = False, auth_token: str = "", rate_limit: int = 0,
-          insecure: bool = False) -> None:
+          insecure: bool = False, sessions: int = 1000) -> None:
     """Serve the UI and the API until interrupted (blocking)."""
     import uvicorn
 
     check_exposure(host, auth_token, insecure)
     app = build_app(assistant, allow_upload=allow_upload, allow_benchmark=allow_benchmark,
-                    auth_token=auth_token, rate_limit=rate_limit)
+                    auth_token=auth_token, rate_limit=rate_limit, sessions=sessions)
     log.info("web app on http://%s:%d (API: /api/ask, /api/health)", host, port)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
 
