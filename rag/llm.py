@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -148,24 +149,21 @@ def complete_prefix(text: str) -> int:
     return done
 
 
+def _trigrams(text: str) -> set[str]:
+    folded = fold_for_match(_MARKER.sub(" ", text))
+    return {folded[i:i + 3] for i in range(len(folded) - 2)}
+
+
+@lru_cache(maxsize=1)
 def _instruction_trigrams() -> frozenset[str]:
-    rules = re.sub(r"\{[a-z]+\}", " ", load_prompt("answer"))
-    folded = fold_for_match(_MARKER.sub(" ", rules))
-    return frozenset(folded[i:i + 3] for i in range(len(folded) - 2))
-
-
-_RULES: frozenset[str] | None = None
+    return frozenset(_trigrams(re.sub(r"\{[a-z]+\}", " ", load_prompt("answer"))))
 
 
 def echoes_instructions(sentence: str) -> bool:
     """Does the sentence mostly repeat the prompt's rules? A weak model echoes them, and
     the markers it copies ("like [1] or [2][3]") would otherwise pass the checks."""
-    global _RULES
-    if _RULES is None:
-        _RULES = _instruction_trigrams()
-    folded = fold_for_match(_MARKER.sub(" ", sentence))
-    grams = {folded[i:i + 3] for i in range(len(folded) - 2)}
-    return len(grams) >= 4 and len(grams & _RULES) / len(grams) >= 0.6
+    grams = _trigrams(sentence)
+    return len(grams) >= 4 and len(grams & _instruction_trigrams()) / len(grams) >= 0.6
 
 
 def check_sentence(sentence: str, folded_clauses: dict[int, str]) -> str:
@@ -202,6 +200,7 @@ class SentenceChecker:
         self._pending = ""
         self.raw = ""
         self.kept: list[str] = []  # with the model's own markers
+        self.shown: list[str] = []  # the same, renumbered as released
         self.removed: list[str] = []  # reasons
         self.renumber: dict[int, int] = {}
 
@@ -230,6 +229,7 @@ class SentenceChecker:
             for m in _MARKER.findall(sentence):
                 self.renumber.setdefault(int(m), len(self.renumber) + 1)
             shown.append(_MARKER.sub(lambda m: f"[{self.renumber[int(m.group(1))]}]", sentence))
+        self.shown += shown
         return shown
 
 
@@ -306,14 +306,12 @@ def llm_answer_stream(model: BaseChatModel, settings: Settings, question: str, l
         text, citations, cited_chunks = extractive()
         warnings.append(failure or "nothing in the model's answer passed the checks; showing the extractive answer")
     else:
-        kept = checker.kept
-        body = [_MARKER.sub(lambda m: f"[{checker.renumber[int(m.group(1))]}]", s) for s in kept]
         citations, cited_chunks = [], {}
         for old, new in checker.renumber.items():
-            quotes = [q for s in kept if f"[{old}]" in s for a, b in _QUOTE.findall(s) if (q := a or b)]
+            quotes = [q for s in checker.kept if f"[{old}]" in s for a, b in _QUOTE.findall(s) if (q := a or b)]
             citations.append(make_citation(new, numbered[old], quotes))
             cited_chunks[new] = numbered[old]
-        text = "\n".join(body) + "\n\n" + ("Sources:" if lang == "en" else "来源：") + "\n"
+        text = "\n".join(checker.shown) + "\n\n" + ("Sources:" if lang == "en" else "来源：") + "\n"
         text += "\n".join(source_line(c, lang) for c in citations)
     status = status_warnings(citations, cited_chunks, lang)
     if status:

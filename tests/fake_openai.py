@@ -19,6 +19,32 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+class ChunkedHandler(BaseHTTPRequestHandler):
+    """Quiet HTTP/1.1 with chunked replies: `_chunk(b"")` ends one, `_hang_up` drops it
+    without the terminator, as a killed process leaves it."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _hang_up(self) -> None:
+        self.connection.shutdown(socket.SHUT_RDWR)
+        self.close_connection = True
+
+
+def loopback_server(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
+    """A server on a free loopback port, not yet serving, and its /v1 URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    server.handle_error = lambda *args: None  # type: ignore[method-assign]  # clients hang up on purpose
+    return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+
 class FakeOpenAI:
     def __init__(self, script: list[tuple[str, Any]]) -> None:
         self.script = list(script)
@@ -26,12 +52,7 @@ class FakeOpenAI:
         self._stop = threading.Event()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(ChunkedHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 fake.requests.append(body)
@@ -59,17 +80,11 @@ class FakeOpenAI:
                     self._chunk(event({"content": piece}, None))
                     time.sleep(0.01)
                 if kind == "die":
-                    # Gone without the chunked terminator, as a killed process leaves it.
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    self.close_connection = True
+                    self._hang_up()
                     return
                 self._chunk(event({}, "stop"))
                 self._chunk(b"data: [DONE]\n\n")
                 self._chunk(b"")
-
-            def _chunk(self, data: bytes) -> None:
-                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-                self.wfile.flush()
 
             def _json(self, status: int, payload: dict[str, Any]) -> None:
                 data = json.dumps(payload).encode()
@@ -79,10 +94,7 @@ class FakeOpenAI:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.handle_error = lambda *args: None  # type: ignore[method-assign]  # clients hang up on purpose
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.server, self.url = loopback_server(Handler)
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> FakeOpenAI:

@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from rag.llm import build_chat_model, check_sentence
 from rag.models import AskResult
 from rag.normalize import fold_for_match
 from rag.settings import Settings, default_cache_dir
-from tests.fake_openai import closed_port
+from tests.fake_openai import ChunkedHandler, closed_port, loopback_server
 
 pytestmark = pytest.mark.llm_server
 
@@ -92,12 +91,7 @@ class Proxy:
         host, port = upstream.removeprefix("http://").split(":")
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(ChunkedHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 up = http.client.HTTPConnection(host, int(port), timeout=120)
@@ -126,19 +120,11 @@ class Proxy:
                 except (OSError, http.client.HTTPException):
                     pass
                 if proxy.mode == "kill":
-                    self.connection.shutdown(socket.SHUT_RDWR)  # the client sees the drop
-                    self.close_connection = True
+                    self._hang_up()  # the client sees the drop
                     return
                 self._chunk(b"")
 
-            def _chunk(self, data: bytes) -> None:
-                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-                self.wfile.flush()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.handle_error = lambda *args: None  # type: ignore[method-assign]
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.server, self.url = loopback_server(Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def rewrite(self, text: str, first: bool) -> str:
