@@ -44,8 +44,9 @@ test-llm: install-dev
 	$(BIN)/python -m pytest -q -m llm_server
 
 lint: install-dev
-	$(BIN)/ruff check rag ui tests
-	$(BIN)/mypy rag
+	$(BIN)/ruff check rag ui tests bench eval
+	$(BIN)/mypy rag ui
+	$(BIN)/lint-imports
 
 # The benchmark: every configuration side by side. The test split is the headline report
 # (eval/reports/), the dev split (used for tuning) goes to eval/reports/dev/. The items on

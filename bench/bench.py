@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COLD = """
 import time, json
 t0 = time.perf_counter()
-from rag.assistant import load_assistant
+from rag.qa.assistant import load_assistant
 a = load_assistant()
 t1 = time.perf_counter()
 a.ask("M0用地能建住宅吗？")
@@ -53,7 +53,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 def main() -> int:
-    from rag.ingest import ingest
+    from rag.index.ingest import ingest
     from rag.settings import from_env
 
     settings = from_env()
@@ -67,7 +67,7 @@ def main() -> int:
                              env=os.environ, check=True)
         colds.append(json.loads(res.stdout.strip().splitlines()[-1]))
 
-    from rag.assistant import load_assistant
+    from rag.qa.assistant import load_assistant
 
     assistant = load_assistant(settings)
     qs = questions()

@@ -1,7 +1,7 @@
 """Embedding speed with 1 and with N worker processes, measured in one run.
 
 `python bench/embed_workers.py [FILES or FOLDER ...] [--workers 2]`: reads the files like
-`rag ingest` (rag.loaders, the normaliser, the parser, the chunker) and embeds every chunk
+`rag ingest` (rag.corpus.loaders, the normaliser, the parser, the chunker) and embeds every chunk
 with e5-small, nothing cached (the cache is not used), once per worker count.
 """
 
@@ -12,12 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-from rag.chunk import embedding_text
-from rag.embed_pool import embed_texts
-from rag.ingest import build_chunks, document_from_file
-from rag.loaders import load_files
+from rag.corpus.chunk import embedding_text
+from rag.corpus.loaders import load_files
+from rag.corpus.titles import english_law_titles
+from rag.index.embed_pool import embed_texts
+from rag.index.ingest import build_chunks, document_from_file
 from rag.settings import REPO_ROOT
-from rag.titles import english_law_titles
 
 
 def main() -> int:

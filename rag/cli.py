@@ -8,11 +8,12 @@ import json
 import logging
 import os
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from .errors import RagError
-from .settings import ENV_DOC, Settings, from_env
+from rag.errors import ConfigError, RagError
+from rag.settings import ENV_DOC, Settings, from_env
 
 log = logging.getLogger("rag")
 
@@ -26,7 +27,7 @@ def _out(data: Any) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from .ingest import ingest
+    from rag.index.ingest import ingest
 
     summary = ingest(_settings(args), add_paths=args.paths, rebuild=args.rebuild, progress=not args.quiet)
     for line in summary.lines():
@@ -37,8 +38,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_vectors_export(args: argparse.Namespace) -> int:
     import time
 
-    from .ingest import export_bundled_vectors
-    from .vectors import embedder_version
+    from rag.index.ingest import export_bundled_vectors
+    from rag.index.vectors import embedder_version
 
     s = _settings(args)
     if embedder_version(s.embedder) is None:
@@ -54,7 +55,7 @@ def cmd_vectors_export(args: argparse.Namespace) -> int:
 
 
 def cmd_corpus_list(args: argparse.Namespace) -> int:
-    from .assistant import load_assistant
+    from rag.qa.assistant import load_assistant
 
     docs = load_assistant(_settings(args)).documents()
     rows = [{"doc_id": d.doc_id, "title": d.title, "short_title": d.short_title, "type": d.doc_type,
@@ -73,7 +74,7 @@ def cmd_corpus_list(args: argparse.Namespace) -> int:
 
 
 def cmd_corpus_show(args: argparse.Namespace) -> int:
-    from .assistant import load_assistant
+    from rag.qa.assistant import load_assistant
 
     hits = load_assistant(_settings(args)).find(args.label)
     if not hits:
@@ -88,9 +89,9 @@ def cmd_corpus_show(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from . import store
-    from .embed import get_embedder
-    from .normalize import NORMALIZER_VERSION
+    from rag.corpus.normalize import NORMALIZER_VERSION
+    from rag.index import store
+    from rag.index.embed import get_embedder
 
     s = _settings(args)
     checks: list[tuple[str, bool, str]] = [
@@ -124,8 +125,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def _hooks_check(s: Settings, chunks: list) -> tuple[str, bool, str]:
     """Question hooks: how many clauses have them, and which entries are stale or missing."""
-    from .ingest import match_hooks
-    from .retrieve import ClauseTable
+    from rag.index.clauses import ClauseTable
+    from rag.index.ingest import match_hooks
 
     clauses = ClauseTable(chunks).clauses
     match = match_hooks(s, chunks)
@@ -145,17 +146,16 @@ def _hooks_check(s: Settings, chunks: list) -> tuple[str, bool, str]:
 
 
 def cmd_enrich(args: argparse.Namespace) -> int:
-    from .assistant import load_assistant
-    from .enrich import enrich, require_model
-    from .ingest import ingest
+    from rag.corpus.enrich import enrich, require_model
+    from rag.index.ingest import ingest
+    from rag.qa.assistant import load_assistant
 
     s = _settings(args)
     model = require_model(s)
     a = load_assistant(s)
-    bundled = {d.doc_id for d in a.documents()
-               if d.doc_id in a.hook_coverage() and a.hook_coverage()[d.doc_id][0] > 0}
-    wanted = args.docs or [d.doc_id for d in a.documents() if d.doc_id not in bundled]
-    known = {d.doc_id for d in a.documents()}
+    docs = a.documents()
+    wanted = args.docs or [d.doc_id for d in docs if d.hooked_clauses == 0]  # the bundled have hooks
+    known = {d.doc_id for d in docs}
     unknown = [d for d in wanted if d not in known]
     if unknown:
         raise RagError(f"unknown document {unknown[0]!r}", hint="see `rag corpus list` for doc_ids")
@@ -186,8 +186,8 @@ def _cache_problem(path: Path) -> str:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .assistant import load_assistant
-    from .retrieve import Filters
+    from rag.index.clauses import Filters
+    from rag.qa.assistant import load_assistant
 
     assistant = load_assistant(_settings(args))
     filters = Filters(doc_ids=tuple(args.doc or ()), in_force_only=not args.all_status)
@@ -202,8 +202,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from .assistant import load_assistant
-    from .models import AskResult
+    from rag.models import AskResult
+    from rag.qa.assistant import load_assistant
 
     assistant = load_assistant(_settings(args))
     history: list[dict[str, str]] = []
@@ -249,7 +249,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_compare(args: argparse.Namespace) -> int:
-    from .compare import compare_reports, load_report, render_comparison
+    from rag.bench.compare import compare_reports, load_report, render_comparison
 
     if len(args.action) != 3:
         raise RagError("rag eval compare needs two reports",
@@ -265,10 +265,10 @@ def cmd_eval_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .assistant import load_assistant
-    from .evaluate import run_benchmark
-    from .report import check_thresholds, format_table, write_reports
-    from .settings import REPO_ROOT
+    from rag.bench.evaluate import run_benchmark
+    from rag.bench.report import check_thresholds, format_table, write_reports
+    from rag.qa.assistant import load_assistant
+    from rag.settings import REPO_ROOT
 
     if args.action:
         if args.action[0] != "compare":
@@ -284,18 +284,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
                            on_output=(lambda name, item, out: dumped.setdefault(name, []).append(
                                (item.id, out))) if args.dump_answers else None)
     if args.dump_answers or args.trec:
-        from .judgments import EvalIndex
+        from rag.bench.judgments import EvalIndex
 
         index = EvalIndex.from_assistant(assistant)
     if args.dump_answers:
-        from .external import answer_line, write_answers
+        from rag.bench.external import answer_line, write_answers
 
         name = report["default_config"] if report["default_config"] in dumped else next(iter(dumped))
         path = write_answers([answer_line(i, out, index) for i, out in dumped[name]], args.dump_answers)
         print(f"wrote {name} answers to {path}", file=sys.stderr)
     if args.trec:
-        from .evaluate import load_dataset
-        from .trec import write_trec
+        from rag.bench.evaluate import load_dataset
+        from rag.bench.trec import write_trec
 
         trec_paths = write_trec(report, load_dataset(datasets), index, args.trec)
         print("wrote " + ", ".join(str(p) for p in trec_paths), file=sys.stderr)
@@ -321,15 +321,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from ui.app import check_exposure, serve
-
-    from .assistant import load_assistant
-
-    s = _settings(args)
-    check_exposure(args.host, s.auth_token, args.insecure)  # before minutes of loading
-    serve(load_assistant(s), host=args.host, port=args.port, allow_upload=args.allow_upload,
-          allow_benchmark=args.allow_benchmark, auth_token=s.auth_token, rate_limit=s.rate_limit,
-          sessions=s.ui_sessions, insecure=args.insecure)
+    # The web app is the ui package's: reached through its entry point, never imported here.
+    found = entry_points(group="rag.web", name="serve")
+    if not found:
+        raise ConfigError("the web app is not installed", hint="run `pip install -e .` (or `make run`)")
+    serve = next(iter(found)).load()
+    serve(_settings(args), host=args.host, port=args.port, allow_upload=args.allow_upload,
+          allow_benchmark=args.allow_benchmark, insecure=args.insecure)
     return 0
 
 

@@ -4,11 +4,32 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 DOC_TYPES = ("政策文件", "法律", "行政法规", "部门规章", "地方性法规", "其他")
 IN_FORCE = "现行有效"
 NOT_YET_IN_FORCE = "尚未生效"  # adopted, takes effect later (beside the version in force)
+
+
+class Retriever(StrEnum):
+    """What a search combines (`--retrievers`, benchmark configurations)."""
+
+    BM25 = "bm25"
+    DENSE = "dense"
+    HOOKS = "hooks"  # both hook signals below
+    HOOKS_DENSE = "hooks-dense"  # the hooks' vectors, joined with the dense list
+    HOOKS_LEX = "hooks-lex"  # the hooks' bm25 field, joined with the bm25 list
+
+
+class Score(StrEnum):
+    """The keys of ScoredChunk.scores (part of the JSON answer): each retriever's raw score."""
+
+    BM25 = "bm25"
+    DENSE = "dense"
+    HOOKS_BM25 = "hooks_bm25"
+    HOOKS_DENSE = "hooks_dense"
+    RERANK = "rerank"
 
 
 @dataclass(frozen=True)
@@ -102,6 +123,7 @@ class ScoredChunk:
     fused: float
     scores: dict[str, float | None] = field(default_factory=dict)
     matched_terms: list[str] = field(default_factory=list)
+    exact: bool = False  # the question names this clause (外商投资法第二十一条): it leads the list
 
     def to_dict(self) -> dict[str, Any]:
         c = self.chunk
@@ -134,7 +156,7 @@ class Citation:
     gist_en: str = ""  # unofficial English gist of the clause (English questions); never the clause
     effective_date: str = ""
     # Labels of linked clauses: a law article's implementing-regulation articles, the law
-    # article a regulation article explains, other articles it refers to (rag/links.py).
+    # article a regulation article explains, other articles it refers to (rag/corpus/links.py).
     see_also: list[str] = field(default_factory=list)
     # The same clause in a version adopted but not yet in force (label, status,
     # effective_date, date), or None.
@@ -174,3 +196,36 @@ class AskResult:
             "related": self.related,
             "warnings": self.warnings,
         }
+
+
+@dataclass(frozen=True)
+class Health:
+    """What GET /api/health reports (`to_dict`); "degraded" carries the problem."""
+
+    status: str  # ok | degraded
+    index: dict[str, Any]
+    embedder: dict[str, Any]
+    store: str  # chroma-embedded | chroma-http
+    llm: bool
+    reranker: str | None
+    as_of: str
+    problem: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, **({"problem": self.problem} if self.problem else {}),
+                "index": self.index, "embedder": self.embedder, "store": self.store, "llm": self.llm,
+                "reranker": self.reranker, "as_of": self.as_of}
+
+
+@dataclass(frozen=True)
+class AddedFiles:
+    """What adding files to a running assistant did: the ingest's printable lines and counts,
+    and each skipped file with its reason."""
+
+    lines: list[str]
+    added: list[str]  # titles
+    updated: list[str]
+    skipped: list[dict[str, str]]  # {"path", "reason"}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from rag.errors import ConfigError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_ROOT.parent
 
-# Calibrated on the dev split: with the scope checks (rag/scope.py) doing most of the
+# Calibrated on the dev split: with the scope checks (rag/qa/scope.py) doing most of the
 # work, F1 on dev was 0.95 at 0.0-0.05, 0.92 at 0.1, 0.90 at 0.2, 0.88 at 0.3.
 DEFAULT_ABSTAIN_THRESHOLD = 0.05
 

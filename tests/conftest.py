@@ -53,7 +53,7 @@ def make_tiny_corpus(root: Path) -> Path:
 @pytest.fixture()
 def hash_index(tmp_path) -> Settings:
     """A tiny index with the hash embedder and its own cache: fast, and safe to damage."""
-    from rag.ingest import ingest
+    from rag.index.ingest import ingest
 
     settings = Settings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache",
                         corpus_dir=make_tiny_corpus(tmp_path), embedder="hash")
@@ -63,7 +63,7 @@ def hash_index(tmp_path) -> Settings:
 
 @pytest.fixture(scope="session")
 def tiny_settings(tmp_path_factory) -> Settings:
-    from rag.ingest import ingest
+    from rag.index.ingest import ingest
 
     root = tmp_path_factory.mktemp("tiny")
     settings = Settings(data_dir=root / "data", corpus_dir=make_tiny_corpus(root))
@@ -73,7 +73,7 @@ def tiny_settings(tmp_path_factory) -> Settings:
 
 @pytest.fixture(scope="session")
 def full_settings() -> Settings:
-    from rag.ingest import ingest
+    from rag.index.ingest import ingest
 
     data_dir = Path(os.environ.get("RAG_TEST_DATA_DIR", REPO_ROOT / ".rag-test"))
     settings = Settings(data_dir=data_dir)
@@ -83,6 +83,17 @@ def full_settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def full_assistant(full_settings):
-    from rag.assistant import Assistant
+    from rag.qa.assistant import Assistant
 
     return Assistant(full_settings)
+
+
+FULL_INDEX_FIXTURES = {"full_settings", "full_assistant"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that builds or reads the full default index is `slow`, whatever its file says:
+    `-m "not slow"` then never builds it."""
+    for item in items:
+        if FULL_INDEX_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from rag.retrieve import Filters, rrf
+from rag.index.clauses import Filters
+from rag.qa.fusion import rrf
 from rag.settings import REPO_ROOT
 
 
@@ -104,7 +105,7 @@ def test_every_quote_is_verbatim_in_its_clause(full_assistant):
 
 
 def test_langchain_retriever_view(full_assistant):
-    from rag.lc import ClauseRetriever
+    from rag.qa.langchain_retriever import ClauseRetriever
 
     docs = ClauseRetriever(searcher=full_assistant.searcher, k=3).invoke("M0用地能建住宅吗？")
     assert len(docs) == 3 and docs[0].metadata["label"] == "《工作方案》（十三）"
@@ -112,7 +113,7 @@ def test_langchain_retriever_view(full_assistant):
 
 
 def test_figure_rule_needs_an_explicit_quantity_ask_and_a_real_figure():
-    from rag.scope import asks_for_figure, has_figure
+    from rag.qa.scope import asks_for_figure, has_figure
 
     assert asks_for_figure("小型微利企业的税率是多少？") and asks_for_figure("How many days does the authority have?")
     assert not asks_for_figure("Can an agency charge a fee for the filing?")  # yes/no, mentions a fee

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from rag.assistant import Filters
 from rag.errors import ConfigError, IndexMismatchError, IndexNotFoundError, LLMError
+from rag.models import Health
+from rag.qa.assistant import Filters
 from ui.app import build_app
 from ui.demo import DemoAssistant
 
@@ -38,7 +39,7 @@ class RecordingAssistant(DemoAssistant):
         self.results.append(result)
         return result
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> Health:
         if self.fail is not None:
             raise self.fail
         return super().health()
@@ -65,7 +66,7 @@ def _reset(fake: RecordingAssistant):
 def test_health_is_the_assistants(client, fake):
     r = client.get("/api/health")
     assert r.status_code == 200
-    assert r.json() == fake.health()
+    assert r.json() == fake.health().to_dict()
 
 
 def test_ask_returns_exactly_the_ask_result_dict(client, fake):
@@ -338,21 +339,19 @@ def test_chat_ignores_an_empty_question():
 
 
 def test_uploads_are_kept_in_the_data_dir(tmp_path):
-    from types import SimpleNamespace
-
     from ui.tabs import keep_uploads
 
     cache = tmp_path / "gradio" / "abc123"
     cache.mkdir(parents=True)
     up = cache / "细则.md"
     up.write_text("第一条", encoding="utf-8")
-    real = SimpleNamespace(settings=SimpleNamespace(data_dir=tmp_path / "data"))
+    real = tmp_path / "data"
     kept = keep_uploads(real, [str(up)])
     assert kept == [str(tmp_path / "data" / "uploads" / "细则.md")]
     assert keep_uploads(real, [str(up)]) == kept  # same content: same file
     up.write_text("第二条", encoding="utf-8")
     assert keep_uploads(real, [str(up)])[0].endswith("细则-1.md")
-    assert keep_uploads(DemoAssistant(), [str(up)]) == [str(up)]  # no settings: untouched
+    assert keep_uploads(DemoAssistant().data_dir, [str(up)]) == [str(up)]  # the demo: untouched
 
 
 def test_web_chat_sessions_kept_in_memory_are_capped():

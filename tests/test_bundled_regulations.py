@@ -1,6 +1,6 @@
 """The 22 State Council regulations bundled in corpus/documents/regulations/.
 
-Checked without an index: the bundled files are exactly what `python -m rag.regulations`
+Checked without an index: the bundled files are exactly what `python -m rag.corpus.regulations`
 writes from the source folder, their articles parse with continuous numbering, and the
 corruption detector reports nothing on them.
 """
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from rag import regulations
-from rag.corruption import detect_corruption
-from rag.ingest import document_from_file
-from rag.loaders import load_file
-from rag.parse import parse_document
+from rag.corpus import regulations
+from rag.corpus.corruption import detect_corruption
+from rag.corpus.loaders import load_file
+from rag.corpus.parse import parse_document
+from rag.index.ingest import document_from_file
 from rag.settings import REPO_ROOT
 
 CORPUS = REPO_ROOT / "corpus"

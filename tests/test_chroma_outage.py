@@ -17,9 +17,11 @@ import pytest
 from conftest import make_tiny_corpus
 from fastapi.testclient import TestClient
 
-from rag import store
-from rag.assistant import DENSE_UNAVAILABLE, STORE_UNREACHABLE, Assistant
-from rag.ingest import ingest
+from rag.index import store
+from rag.index.ingest import ingest
+from rag.qa.answerer import DENSE_UNAVAILABLE
+from rag.qa.assistant import Assistant
+from rag.qa.live import STORE_UNREACHABLE
 from rag.settings import Settings
 from ui.app import build_app
 

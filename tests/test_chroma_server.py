@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.assistant import Assistant
-from rag.ingest import ingest
+from rag.index.ingest import ingest
+from rag.qa.assistant import Assistant
 
 
 def _free_port() -> int:
@@ -54,7 +54,7 @@ def test_ingest_and_ask_through_a_chroma_server(tiny_settings, chroma_url, tmp_p
     assert summary.changed and summary.embedded == 0 and summary.chunks > 100
     assert not (data / "chroma").exists(), "nothing may be written to the embedded store"
     a = Assistant(s)
-    assert a.health()["store"] == "chroma-http"
+    assert a.health().store == "chroma-http"
     result = a.ask("外商投资法第二十一条")
     assert result.citations[0].label == "《外商投资法》第二十一条"
     # A second client on another machine has no lexical index: it is rebuilt from the server.

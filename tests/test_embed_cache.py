@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from rag.embed import EmbeddingCache, get_embedder
-from rag.embed_pool import embed_texts
+from rag.index.embed import EmbeddingCache, get_embedder
+from rag.index.embed_pool import embed_texts
 from rag.settings import REPO_ROOT, from_env
 
 
@@ -26,7 +26,7 @@ def test_cache_dir_is_per_user_and_movable(tmp_path):
 def test_corrupt_cache_is_set_aside_with_a_warning(tmp_path, caplog):
     path = tmp_path / "embeddings.sqlite"
     path.write_bytes(b"this is not a database" * 100)
-    with caplog.at_level(logging.WARNING, logger="rag.embed"):
+    with caplog.at_level(logging.WARNING, logger="rag.index.embed"):
         cache = EmbeddingCache(path, "hash")
     assert "unreadable" in caplog.text
     assert path.with_suffix(".corrupt").read_bytes().startswith(b"this is not")
@@ -39,7 +39,7 @@ WRITER = """
 import sys
 import threading
 from pathlib import Path
-from rag.embed import EmbeddingCache
+from rag.index.embed import EmbeddingCache
 cache = EmbeddingCache(Path(sys.argv[1]), "hash")
 for i in range(int(sys.argv[3])):
     cache.put_many([(f"{sys.argv[2]}-{i}-{j}", [float(i), float(j)]) for j in range(5)])
@@ -77,7 +77,7 @@ INTERRUPTED = """
 import signal, sys, time
 # A runner started in the background inherits SIGINT ignored; a user's terminal does not.
 signal.signal(signal.SIGINT, signal.default_int_handler)
-from rag.embed_pool import embed_texts
+from rag.index.embed_pool import embed_texts
 texts = [("经开区" * 400) + str(i) for i in range(4000)]
 def started(pairs):
     print("started", flush=True)
@@ -113,7 +113,7 @@ def test_a_worker_that_cannot_start_is_an_error_not_a_hang():
 
 
 def test_query_vectors_are_remembered_and_bounded(monkeypatch):
-    import rag.embed as embed
+    import rag.index.embed as embed
 
     monkeypatch.setattr(embed, "QUERY_CACHE_SIZE", 2)
     e5 = embed.E5SmallEmbeddings()
@@ -127,7 +127,7 @@ def test_query_vectors_are_remembered_and_bounded(monkeypatch):
 
 
 def test_a_second_query_handle_opens_only_when_the_first_is_busy():
-    import rag.embed as embed
+    import rag.index.embed as embed
 
     e5 = embed.E5SmallEmbeddings(max_handles=2)
     alone = e5.embed_query("外商投资法")
@@ -141,7 +141,7 @@ def test_a_second_query_handle_opens_only_when_the_first_is_busy():
 
 
 def test_with_one_handle_a_second_caller_waits_for_it():
-    import rag.embed as embed
+    import rag.index.embed as embed
 
     e5 = embed.E5SmallEmbeddings(max_handles=1)
     out: list[list[float]] = []
@@ -157,7 +157,7 @@ def test_with_one_handle_a_second_caller_waits_for_it():
 def test_concurrent_queries_give_the_vectors_of_lone_queries():
     from concurrent.futures import ThreadPoolExecutor
 
-    import rag.embed as embed
+    import rag.index.embed as embed
 
     texts = [f"经开区第{i}条 foreign investment {i}" for i in range(12)]
     lone = embed.E5SmallEmbeddings(max_handles=1)

@@ -7,8 +7,8 @@ import json
 
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from rag import hooks
-from rag.enrich import enrich, parse_reply
+from rag.corpus import hooks
+from rag.corpus.enrich import enrich, parse_reply
 from rag.models import Chunk
 
 GOOD = json.dumps({"gist_en": "Zones may set up a one-stop service for investors.",

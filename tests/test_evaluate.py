@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 from langchain_core.embeddings import Embeddings
 
-from rag import baseline as baseline_mod
-from rag.baseline import ConfigOutput, NaiveBaseline, split_documents
-from rag.errors import ConfigError, DatasetError
-from rag.evaluate import (
+from rag.bench import baseline as baseline_mod
+from rag.bench.baseline import ConfigOutput, NaiveBaseline, split_documents
+from rag.bench.evaluate import (
     EvalItem,
     abstention_scores,
     find_unlocatable,
@@ -30,8 +29,9 @@ from rag.evaluate import (
     score_item,
     summarize,
 )
+from rag.bench.report import check_thresholds, format_table, render_markdown, write_reports
+from rag.errors import ConfigError, DatasetError
 from rag.models import AskResult, Chunk, Citation, Document, ScoredChunk
-from rag.report import check_thresholds, format_table, render_markdown, write_reports
 
 # ---------------------------------------------------------------- metrics
 

@@ -10,20 +10,20 @@ from typing import Any
 
 import pytest
 
-from rag.compare import compare_reports, render_comparison
-from rag.errors import DatasetError
-from rag.evaluate import load_dataset, score_item, summarize, summarize_config
-from rag.external import answer_line, load_answers, to_output, write_answers
-from rag.judgments import EvalIndex, IndexedClause, doc_kind
-from rag.report import format_table, render_markdown
-from rag.stats import (
+from rag.bench.compare import compare_reports, render_comparison
+from rag.bench.evaluate import load_dataset, score_item, summarize, summarize_config
+from rag.bench.external import answer_line, load_answers, to_output, write_answers
+from rag.bench.judgments import EvalIndex, IndexedClause, doc_kind
+from rag.bench.report import format_table, render_markdown
+from rag.bench.stats import (
     METRICS,
     add_uncertainty,
     bootstrap_intervals,
     contributions,
     paired_comparison,
 )
-from rag.trec import qrels_lines, run_lines, score_with_ir_measures
+from rag.bench.trec import qrels_lines, run_lines, score_with_ir_measures
+from rag.errors import DatasetError
 
 # A made-up corpus (not the text of any real law): three clauses.
 A = IndexedClause("《甲法》第一条", "第一条 外商投资企业平等适用国家支持企业发展的各项政策。", "law")
@@ -275,8 +275,8 @@ def _tiny_items(assistant: Any) -> list[dict[str, Any]]:
 
 
 def test_cli_answers_dump_trec_and_compare(tiny_settings, tmp_path: Path, monkeypatch, capsys) -> None:
-    from rag.assistant import Assistant
     from rag.cli import main
+    from rag.qa.assistant import Assistant
 
     monkeypatch.setenv("RAG_DATA_DIR", str(tiny_settings.data_dir))
     monkeypatch.setenv("RAG_CORPUS_DIR", str(tiny_settings.corpus_dir))

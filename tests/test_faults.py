@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from rag import store
-from rag.assistant import Assistant
 from rag.cli import main
 from rag.errors import CorpusError, RagError
-from rag.ingest import ingest
+from rag.index import store
+from rag.index.ingest import ingest
+from rag.qa.assistant import Assistant
 from rag.settings import REPO_ROOT, Settings
 
 
@@ -94,7 +94,7 @@ def test_disk_full_while_writing_leaves_the_index_in_use(hash_index, tmp_path, m
 
 
 def test_disk_full_reported_as_text_by_sqlite_is_recognised():
-    from rag.ingest import is_disk_full
+    from rag.index.ingest import is_disk_full
 
     try:
         try:
@@ -107,7 +107,7 @@ def test_disk_full_reported_as_text_by_sqlite_is_recognised():
 
 
 def test_unwritable_data_dir_says_what_to_fix(hash_index, monkeypatch):
-    import rag.ingest as ingest_module
+    import rag.index.ingest as ingest_module
 
     def denied(data_dir):
         raise PermissionError(errno.EACCES, "Permission denied", str(data_dir / "ingest.lock"))

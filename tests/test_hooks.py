@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag import hooks
-from rag.dense import DenseIndex, top_indices
-from rag.embed_pool import embed_marked
+from rag.corpus import hooks
+from rag.index.clauses import ClauseTable
+from rag.index.dense import DenseIndex, top_indices
+from rag.index.embed_pool import embed_marked
 from rag.models import Chunk
-from rag.retrieve import ClauseTable, combine_with_hooks
+from rag.qa.fusion import combine_with_hooks
 from rag.settings import REPO_ROOT, Settings
 
 HOOKS_DIR = REPO_ROOT / "corpus" / "hooks"
@@ -77,6 +78,13 @@ def test_combine_with_hooks_keeps_unhooked_clauses_on_their_own_score():
     assert combine_with_hooks({"a": 1.0}, {"a": 1.0}, float("nan")) == ["a"]  # no correlation known
 
 
+def test_combine_with_hooks_sums_the_two_signals_rather_than_taking_the_larger():
+    # Uncorrelated: b's own 1.5 and hook 1.5 together, 3 / √2 ≈ 2.12, beat a's 2.0 (a max: 1.5).
+    assert combine_with_hooks({"a": 2.0, "b": 1.5}, {"b": 1.5}, 0.0) == ["b", "a"]
+    # Correlated: b's mean, (1 + 2.5) / 2 = 1.75, stays under a's 2.0 (a max would say 2.5).
+    assert combine_with_hooks({"a": 2.0, "b": 1.0}, {"b": 2.5}, 1.0) == ["a", "b"]
+
+
 def test_exact_dense_top_indices_and_mask():
     scores = np.array([0.1, 0.9, 0.5, 0.7], dtype=np.float32)
     assert top_indices(scores, 3).tolist() == [1, 3, 2]
@@ -105,7 +113,7 @@ def test_hook_rows_embed_questions_as_queries():
 
 @lru_cache(maxsize=1)
 def _bundled_clauses():
-    from rag.ingest import build_chunks, gather_documents
+    from rag.index.ingest import build_chunks, gather_documents
 
     settings = Settings(data_dir=Path("/nonexistent"))
     docs, _, _ = gather_documents(settings, [])
@@ -200,7 +208,7 @@ def hooked_settings(tmp_path_factory):
     none, as a document a user adds)."""
     import shutil
 
-    from rag.ingest import ingest
+    from rag.index.ingest import ingest
 
     root = tmp_path_factory.mktemp("hooked")
     corpus = root / "corpus"
@@ -216,7 +224,7 @@ def hooked_settings(tmp_path_factory):
 
 
 def test_hooks_are_indexed_apart_and_gists_reach_english_citations(hooked_settings):
-    from rag.assistant import Assistant
+    from rag.qa.assistant import Assistant
 
     a = Assistant(hooked_settings)
     assert a.info.hooks > 100 and len(a.searcher.dense.hook_clauses) == a.info.hooks
@@ -235,7 +243,7 @@ def test_hooks_are_indexed_apart_and_gists_reach_english_citations(hooked_settin
 def test_an_unchanged_reingest_embeds_nothing_and_a_hook_edit_rebuilds(hooked_settings, tmp_path):
     from dataclasses import replace
 
-    from rag.ingest import ingest
+    from rag.index.ingest import ingest
 
     assert not ingest(hooked_settings, progress=False).changed
     path = hooked_settings.corpus_dir / "hooks" / "etdz-work-plan-2025.jsonl"
@@ -255,8 +263,8 @@ def test_an_unchanged_reingest_embeds_nothing_and_a_hook_edit_rebuilds(hooked_se
 
 def test_dense_scoring_is_exact(hooked_settings):
     """The searcher's dense ranking equals brute-force cosine over the vectors in Chroma."""
-    from rag import store
-    from rag.assistant import Assistant
+    from rag.index import store
+    from rag.qa.assistant import Assistant
 
     a = Assistant(hooked_settings)
     client = store.make_client(hooked_settings.data_dir)

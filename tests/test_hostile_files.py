@@ -6,16 +6,16 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from conftest import make_tiny_corpus
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from rag import loaders
-from rag.assistant import Assistant
+from rag.corpus import loaders
 from rag.errors import CorpusError
-from rag.ingest import ingest
+from rag.index.ingest import ingest
+from rag.models import AddedFiles
+from rag.qa.assistant import Assistant
 from rag.settings import Settings
 from ui.tabs import check_upload, keep_uploads, safe_upload_name
 
@@ -33,8 +33,7 @@ def test_uploads_land_only_in_the_uploads_folder(tmp_path):
     src = tmp_path / "gradio" / "abc" / "..md"
     src.parent.mkdir(parents=True)
     src.write_text("第一条 正文", encoding="utf-8")
-    assistant = SimpleNamespace(settings=SimpleNamespace(data_dir=tmp_path / "data"))
-    kept = [Path(p) for p in keep_uploads(assistant, [str(src)])]
+    kept = [Path(p) for p in keep_uploads(tmp_path / "data", [str(src)])]
     uploads = (tmp_path / "data" / "uploads").resolve()
     assert all(p.resolve().parent == uploads for p in kept)
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["uploads"]
@@ -156,8 +155,8 @@ def test_upload_names_and_reasons_reach_the_page_escaped(tmp_path):
 
     hostile = _write(tmp_path / "<img src=x onerror=alert(1)>.exe", b"MZ")
     html = render.render_error("; ".join(check_upload([str(hostile)])), "remove those files", "both")
-    summary = render.render_upload_summary({"lines": ["<script>alert(2)</script> added"], "skipped": [
-        {"path": "<b>evil</b>.md", "reason": "<i>bad</i>"}]})
+    summary = render.render_upload_summary(AddedFiles(["<script>alert(2)</script> added"], [], [], [
+        {"path": "<b>evil</b>.md", "reason": "<i>bad</i>"}]))
     for page in (html, summary):
         assert "<img" not in page and "<script" not in page and "<b>evil" not in page and "<i>bad" not in page
     assert "&lt;img src=x onerror=alert(1)&gt;.exe" in html and "&lt;script&gt;" in summary

@@ -15,11 +15,11 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rag.assistant import Assistant
-from rag.chunk import chunk_document
+from rag.corpus.chunk import chunk_document
+from rag.corpus.normalize import fold_for_match, normalize_query, normalize_text
+from rag.corpus.parse import parse_document
 from rag.models import Document
-from rag.normalize import fold_for_match, normalize_query, normalize_text
-from rag.parse import parse_document
+from rag.qa.assistant import Assistant
 from rag.settings import Settings
 from ui.api import MAX_BODY_BYTES, MAX_HISTORY_TURNS, MAX_QUESTION_CHARS
 from ui.app import build_app
@@ -27,7 +27,7 @@ from ui.app import build_app
 
 @pytest.fixture(scope="module")
 def hash_settings(tmp_path_factory) -> Settings:
-    from rag.ingest import ingest
+    from rag.index.ingest import ingest
 
     root = tmp_path_factory.mktemp("hostile")
     settings = Settings(data_dir=root / "data", cache_dir=root / "cache", corpus_dir=make_tiny_corpus(root),

@@ -7,12 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from rag import store
-from rag.assistant import Assistant
+from rag.corpus.laws import LawEntry, load_laws, resolve
+from rag.corpus.normalize import NORMALIZER_VERSION
 from rag.errors import CorpusError, IndexMismatchError, IndexNotFoundError
-from rag.ingest import ingest
-from rag.laws import LawEntry, load_laws, resolve
-from rag.normalize import NORMALIZER_VERSION
+from rag.index import store
+from rag.index.ingest import ingest
+from rag.qa.assistant import Assistant
 from rag.settings import Settings
 from tests.conftest import make_tiny_corpus
 

@@ -1,13 +1,18 @@
-"""Clause references and links (rag.links), document aliases (rag.aliases) and
-exact lookup of regulation articles in both languages (rag.references)."""
+"""Clause references and links (rag.corpus.links), document aliases (rag.corpus.aliases) and
+exact lookup of regulation articles in both languages (rag.corpus.references)."""
 
 from __future__ import annotations
 
 import pytest
 
-from rag.aliases import canonical_chinese, chinese_aliases, english_aliases, english_documents
-from rag.links import ClauseText, build_links, find_references
-from rag.references import find_reference
+from rag.corpus.aliases import (
+    canonical_chinese,
+    chinese_aliases,
+    english_aliases,
+    english_documents,
+)
+from rag.corpus.links import ClauseText, build_links, find_references
+from rag.corpus.references import find_reference
 from rag.settings import REPO_ROOT
 
 KNOWN = {"企业所得税法", "企业所得税法实施条例", "外商投资法", "外商投资法实施条例", "专利法",
@@ -56,9 +61,9 @@ def test_links_both_directions_and_see_also_order():
 
 
 def test_links_in_the_bundled_income_tax_regulation():
-    from rag.ingest import document_from_file
-    from rag.loaders import load_file
-    from rag.parse import parse_document
+    from rag.corpus.loaders import load_file
+    from rag.corpus.parse import parse_document
+    from rag.index.ingest import document_from_file
 
     doc, _ = document_from_file(load_file(REPO_ROOT / "corpus" / "documents" / "regulations"
                                           / "企业所得税法实施条例(2024-12-06).md"), {})

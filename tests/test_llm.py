@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from rag.assistant import Assistant
-from rag.llm import fit_clauses, split_answer, verify
 from rag.models import AskResult
+from rag.qa.assistant import Assistant
+from rag.qa.llm import fit_clauses, split_answer, verify
 
 CLAUSES = {1: "国家级经开区工业用地原则上应实行“标准地”供应。", 2: "外国投资者的利润可以依法自由汇出。"}
 

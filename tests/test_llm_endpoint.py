@@ -26,10 +26,11 @@ from typing import Any
 
 import pytest
 
-from rag.assistant import Assistant
-from rag.llm import build_chat_model, check_sentence
+from rag.corpus.normalize import fold_for_match
+from rag.llm_client import build_chat_model
 from rag.models import AskResult
-from rag.normalize import fold_for_match
+from rag.qa.assistant import Assistant
+from rag.qa.llm import check_sentence
 from rag.settings import Settings, default_cache_dir
 from tests.fake_openai import ChunkedHandler, closed_port, loopback_server
 
@@ -165,8 +166,11 @@ def _assert_checked_or_extractive(a: Assistant, streamed: str, result: AskResult
     cites, or the answer is the extractive one with the reason."""
     assert result.citations and not result.abstained
     if any(w.endswith(FALLBACK) for w in result.warnings):
-        assert result.answer.startswith("根据语料库中的条款")
+        # Nothing passed: nothing was streamed, and each removal is reported.
+        assert streamed == "" and result.answer.startswith("根据语料库中的条款")
+        assert any(w.startswith("removed") for w in result.warnings), result.warnings
         return
+    assert not any("extractive answer" in w for w in result.warnings), result.warnings
     clauses = {c.n: fold_for_match(c.text) for c in result.citations}
     body = result.answer.split("\n\n来源：")[0].split("\n\nSources:")[0]
     for sentence in filter(None, body.splitlines()):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.assistant import Assistant
-from rag.llm import SentenceChecker, describe_failure, split_answer, verify
 from rag.models import AskResult
+from rag.qa.assistant import Assistant
+from rag.qa.llm import SentenceChecker, describe_failure, split_answer, verify
 from rag.settings import Settings
 from tests.fake_openai import FakeOpenAI, closed_port
 

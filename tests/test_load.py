@@ -3,28 +3,20 @@ index switch under load: `rag ingest` while questions are being answered."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import threading
 from pathlib import Path
 
-from rag.assistant import DENSE_UNAVAILABLE, Assistant
-from rag.ingest import ingest
+from bench import load as bench_load
+from rag.index.ingest import ingest
+from rag.qa.answerer import DENSE_UNAVAILABLE
+from rag.qa.assistant import Assistant
 from rag.settings import REPO_ROOT
 
 
-def _load_module():
-    spec = importlib.util.spec_from_file_location("bench_load", REPO_ROOT / "bench" / "load.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_load"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_small_load_run_has_no_errors_and_no_cross_talk(hash_index, tmp_path):
-    load = _load_module()
+    load = bench_load
     env = {**os.environ, "RAG_DATA_DIR": str(hash_index.data_dir), "RAG_CACHE_DIR": str(hash_index.cache_dir),
            "RAG_CORPUS_DIR": str(hash_index.corpus_dir), "RAG_EMBEDDER": "hash", "RAG_RATE_LIMIT": "5"}
     report = load.run_load(clients=4, requests=10, distinct=12, chat_clients=2, chat_requests=5, env=env,
@@ -42,7 +34,7 @@ def test_small_load_run_has_no_errors_and_no_cross_talk(hash_index, tmp_path):
 
 
 def test_fingerprint_sees_a_different_quote():
-    load = _load_module()
+    load = bench_load
     a = {"abstained": False, "answer": "x [1]", "citations": [{"label": "L", "quotes": ["q1"]}]}
     b = {**a, "citations": [{"label": "L", "quotes": ["q2"]}]}
     assert load.fingerprint(a) == load.fingerprint(dict(a)) and load.fingerprint(a) != load.fingerprint(b)
@@ -95,7 +87,7 @@ def test_rag_ingest_in_another_process_switches_a_running_server(hash_index, tmp
     """The deployment case: `rag serve` and `rag ingest` are two processes on one data dir."""
     import subprocess
 
-    load = _load_module()
+    load = bench_load
     env = {**os.environ, "RAG_DATA_DIR": str(hash_index.data_dir), "RAG_CACHE_DIR": str(hash_index.cache_dir),
            "RAG_CORPUS_DIR": str(hash_index.corpus_dir), "RAG_EMBEDDER": "hash"}
     port = load.free_port()
@@ -140,7 +132,7 @@ def test_a_question_is_embedded_while_another_request_holds_the_search_lock(tiny
     queries = assistant.searcher.embedder._queries
     question = "Which rules apply to standard land supply in the zones (lock test)?"
     answers: list = []
-    with assistant._lock:  # another request is searching
+    with assistant.live.lock:  # another request is searching
         t = threading.Thread(target=lambda: answers.append(assistant.ask(question)), daemon=True)
         t.start()
         deadline = time.monotonic() + 30

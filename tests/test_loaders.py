@@ -1,4 +1,4 @@
-"""Tests of rag.loaders on real files written to tmp_path (and the shared sample, if present)."""
+"""Tests of rag.corpus.loaders on real files written to tmp_path (and the shared sample, if present)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.errors import CorpusError
-from rag.loaders import (
+from rag.corpus.loaders import (
     SUPPORTED_SUFFIXES,
     LoadedFile,
     clean_markdown,
@@ -25,6 +24,7 @@ from rag.loaders import (
     title_from_first_line,
     title_from_name,
 )
+from rag.errors import CorpusError
 
 ZH = "第一条 为了规范外商投资管理，制定本条例。\n第二条 国家鼓励外商投资。"
 
@@ -322,7 +322,7 @@ def test_bad_yaml_front_matter_is_ignored_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, front: str
 ) -> None:
     path = write(tmp_path / "通知(2024-03-01).md", f"---\n{front}\n---\n正文内容。\n")
-    with caplog.at_level(logging.WARNING, logger="rag.loaders"):
+    with caplog.at_level(logging.WARNING, logger="rag.corpus.loaders"):
         loaded = load_file(path)
     assert loaded.text == "正文内容。"
     assert (loaded.title, loaded.date, loaded.issuer) == ("通知", "2024-03-01", "")
@@ -456,7 +456,7 @@ def test_unexpected_parser_error_skips_only_that_file(
     def explode(html: str) -> tuple[str, str]:
         raise RuntimeError("parser bug")
 
-    monkeypatch.setattr("rag.loaders.html_to_text", explode)
+    monkeypatch.setattr("rag.corpus.loaders.html_to_text", explode)
     write(tmp_path / "page.html", "<p>x</p>")
     write(tmp_path / "note.txt", ZH)
     loaded, skipped = load_files([tmp_path])

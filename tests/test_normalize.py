@@ -1,7 +1,7 @@
 import re
 
-from rag.corruption import detect_corruption
-from rag.normalize import (
+from rag.corpus.corruption import detect_corruption
+from rag.corpus.normalize import (
     detect_language,
     fold_for_match,
     normalize_query,
@@ -9,7 +9,7 @@ from rag.normalize import (
     strip_pinyin_annotations,
     widen_punctuation,
 )
-from rag.notice import NOTICE_METADATA, build_canonical_notice
+from rag.corpus.notice import NOTICE_METADATA, build_canonical_notice
 from rag.settings import REPO_ROOT
 
 PINYIN = re.compile(r"[（(][a-zāáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜü]+[)）]")

@@ -1,8 +1,8 @@
-from rag.chunk import chunk_document, count_tokens, split_sentences, split_to_cap
+from rag.corpus.chunk import chunk_document, count_tokens, split_sentences, split_to_cap
+from rag.corpus.numerals import cn_to_int, int_to_cn
+from rag.corpus.parse import parse_document, parse_law, parse_policy
+from rag.corpus.references import find_reference
 from rag.models import Document
-from rag.numerals import cn_to_int, int_to_cn
-from rag.parse import parse_document, parse_law, parse_policy
-from rag.references import find_reference
 from rag.settings import REPO_ROOT
 
 NOTICE = (REPO_ROOT / "corpus" / "documents" / "notice-2025-05-21.md").read_text(encoding="utf-8").split("---\n", 2)[2]

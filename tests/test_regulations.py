@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from rag.assistant import Assistant
-from rag.ingest import ingest
+from rag.index.ingest import ingest
+from rag.qa.assistant import Assistant
 from rag.settings import REPO_ROOT, Settings
 from tests.conftest import make_tiny_corpus
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from rag.assistant import Assistant
+from rag.qa.assistant import Assistant
 
 
 @pytest.fixture(scope="session")

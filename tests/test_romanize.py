@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.romanize import mentioned, place_part, romanised_names
+from rag.corpus.romanize import mentioned, place_part, romanised_names
 
 
 def test_place_part_of_zone_regulations_only():
@@ -26,8 +26,8 @@ def test_english_questions_reach_local_regulations_named_by_place(tmp_path_facto
     """Documents a user adds (no hooks, no glossary entry) are reached by their place name."""
     import pytest
 
-    from rag.assistant import Assistant
-    from rag.ingest import ingest
+    from rag.index.ingest import ingest
+    from rag.qa.assistant import Assistant
     from rag.settings import Settings
     from tests.conftest import make_tiny_corpus, shared_dir
 

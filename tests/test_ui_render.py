@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from rag.models import AskResult, Chunk, Citation, ScoredChunk
+from rag.models import AddedFiles, AskResult, Chunk, Citation, ScoredChunk
 from ui import render
 from ui.labels import label
 
@@ -233,13 +233,6 @@ def test_labels_follow_question_language_unless_forced():
     assert ">You<" in render.render_transcript(zh_turn, "en")
 
 
-@pytest.mark.parametrize(("text", "lang"), [("M0用地能建住宅吗？", "zh"), ("Can I send my profits home?", "en"),
-                                            ("What does Article 21 of 外商投资法 say about profits?", "mixed"),
-                                            ("", "zh")])
-def test_detect_language(text, lang):
-    assert render.detect_language(text) == lang
-
-
 def test_component_labels_are_bilingual_by_default():
     assert label("in_force") == "仅现行有效 In force only"
     assert label("in_force", "en") == "In force only" and label("in_force", "zh") == "仅现行有效"
@@ -291,18 +284,18 @@ def test_clause_tree_groups_by_section_and_escapes():
 
 
 def test_document_rows():
-    from rag.assistant import DocumentSummary
+    from rag.qa.loaded import DocumentSummary
 
     d = DocumentSummary("id", SCRIPT, "s", "法律", "全国人大", "2019-03-15", "现行有效", 10, 9)
     assert render.document_rows([d]) == [[SCRIPT, "全国人大", "2019-03-15", "现行有效", 9, "id"]]
 
 
 def test_upload_summary_lists_lines_and_skipped_files():
-    html = render.render_upload_summary({"lines": ["added 1 document", SCRIPT], "added": 1,
-                                         "skipped": [{"path": "a.exe", "reason": IMG}]})
+    html = render.render_upload_summary(AddedFiles(["added 1 document", SCRIPT], ["x"], [],
+                                                   [{"path": "a.exe", "reason": IMG}]))
     assert "added 1 document" in html and "a.exe" in html and "Skipped" in html
     assert_inert(html)
-    assert "added: 2" in render.render_upload_summary({"added": 2})
+    assert "Skipped" not in render.render_upload_summary(AddedFiles(["documents added 2"], ["a", "b"], [], []))
 
 
 def test_gist_shows_under_the_clause_marked_unofficial_and_escaped():

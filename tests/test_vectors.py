@@ -10,10 +10,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from rag import hooks, vectors
-from rag.chunk import embedding_text
-from rag.embed import get_embedder
-from rag.ingest import build_chunks, export_bundled_vectors, gather_documents, ingest, match_hooks
+from rag.corpus import hooks
+from rag.corpus.chunk import embedding_text
+from rag.index import vectors
+from rag.index.embed import get_embedder
+from rag.index.ingest import (
+    build_chunks,
+    export_bundled_vectors,
+    gather_documents,
+    ingest,
+    match_hooks,
+)
 from rag.settings import Settings
 
 
@@ -53,7 +60,7 @@ def test_header_mismatch_means_not_used(tmp_path, caplog, monkeypatch):
     vectors.export({"doc": ["第一条 甲"]}, "hash", tmp_path, vecs)
     assert vectors.lookup(["第一条 甲"], "hash", tmp_path)
     monkeypatch.setattr(vectors, "NORMALIZER_VERSION", "some later normaliser")
-    with caplog.at_level(logging.WARNING, logger="rag.vectors"):
+    with caplog.at_level(logging.WARNING, logger="rag.index.vectors"):
         assert vectors.lookup(["第一条 甲"], "hash", tmp_path) == {}
     assert "normalizer" in caplog.text and "rag vectors export" in caplog.text
 

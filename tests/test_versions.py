@@ -8,11 +8,11 @@ import shutil
 
 import pytest
 
-from rag.assistant import Assistant
+from rag.corpus.laws import LawEntry, resolve, versions_as_of
 from rag.errors import ConfigError
-from rag.ingest import ingest
-from rag.laws import LawEntry, resolve, versions_as_of
+from rag.index.ingest import ingest
 from rag.models import IN_FORCE, NOT_YET_IN_FORCE
+from rag.qa.assistant import Assistant
 from rag.settings import REPO_ROOT, Settings, from_env
 
 TRADEMARK = LawEntry("中华人民共和国商标法")
@@ -81,7 +81,7 @@ def test_answers_cite_the_trademark_law_in_force_and_show_the_coming_text(tmp_pa
     # Searching: only the version in force (the coming text is not 现行有效).
     hits = a.search("商标注册申请", k=10)
     assert hits and all(h.chunk.doc_id == "商标法" for h in hits if h.chunk.short_title.startswith("商标法"))
-    assert a.health()["as_of"] == "2026-11-28"
+    assert a.health().as_of == "2026-11-28"
 
 
 def test_foreign_trade_law_as_of_before_2026_03_01(tmp_path):
@@ -91,3 +91,30 @@ def test_foreign_trade_law_as_of_before_2026_03_01(tmp_path):
     assert (c.label, c.date, c.status) == ("《对外贸易法》第一条", "2022-12-30", IN_FORCE)
     assert c.other_version is not None and c.other_version["effective_date"] == "2026-03-01"
     assert "takes effect 2026-03-01" in r.answer
+
+
+def test_extractive_and_llm_answers_are_finished_alike(tmp_path):
+    """One finishing step for both modes: the same see-also / other-version lines, status
+    notes as of RAG_AS_OF, and rounded timings. The model is scripted (a remote LLM cannot
+    run here); its one sentence passes the checks, so the llm answer is its own."""
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    a = _index(tmp_path, "中华人民共和国商标法", "2026-11-28")
+    for question in ("商标法第十条", "《商标法（2026-06-26）》第十条"):
+        a.chat_model = FakeListChatModel(responses=["该条列出了不得作为商标使用的标志。[1]"])
+        extractive = a.ask(question, mode="extractive")
+        llm = a.ask(question, mode="llm")
+        assert not any("extractive answer" in w for w in llm.warnings), llm.warnings
+        assert not llm.answer.startswith("根据语料库中的条款")  # the model's own sentence
+        assert [(c.label, c.see_also, c.other_version, c.effective_date) for c in llm.citations] == \
+               [(c.label, c.see_also, c.other_version, c.effective_date) for c in extractive.citations[:1]]
+        status = [w for w in extractive.warnings if w.startswith("[")]
+        assert [w for w in llm.warnings if w.startswith("[")] == status
+        tail = extractive.answer.split("来源：")[1].split("\n", 2)[-1]  # link lines and notes
+        assert llm.answer.endswith(tail), (llm.answer, tail)
+        for result in (extractive, llm):
+            assert set(result.timings_ms) == {"prepare", "retrieve", "total"}
+            assert all(round(v, 2) == v for v in result.timings_ms.values())
+    # The coming text is cited in both modes with its status, as of the setting's date.
+    assert status and "尚未生效" in status[0]
+    assert "2027-01-01起施行：《商标法（2026-06-26）》第十条" in a.ask("商标法第十条", mode="llm").answer

@@ -1,4 +1,4 @@
-"""Web app (Gradio UI + JSON API) over rag.assistant.Assistant; entry point: ui.app.serve."""
+"""Web app (Gradio UI + JSON API) over rag.qa.assistant.Assistant; entry point: ui.app.serve."""
 
 import os
 

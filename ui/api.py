@@ -21,8 +21,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from rag.assistant import Filters
 from rag.errors import IndexMismatchError, IndexNotFoundError, RagError
+from rag.qa.assistant import Filters
+
+from .service import AssistantService
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +150,7 @@ def _sample(known: Mapping[str, str], n: int = 8) -> str:
     return ", ".join(ids[:n]) + (f" … ({len(ids)} in all)" if len(ids) > n else "")
 
 
-def known_documents(assistant: Any) -> dict[str, str] | None:
+def known_documents(assistant: AssistantService) -> dict[str, str] | None:
     try:
         return {d.doc_id: d.doc_type for d in assistant.documents()}
     except RagError:
@@ -213,7 +215,7 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return bytes(body)
 
 
-def add_api_routes(app: FastAPI, assistant: Any, *, auth_token: str = "", rate_limit: int = 0) -> None:
+def add_api_routes(app: FastAPI, assistant: AssistantService, *, auth_token: str = "", rate_limit: int = 0) -> None:
     """Register the JSON routes; they must be added before Gradio is mounted at '/'."""
     limiter = RateLimiter(rate_limit)
 
@@ -257,8 +259,8 @@ def add_api_routes(app: FastAPI, assistant: Any, *, auth_token: str = "", rate_l
             health = await run_in_threadpool(assistant.health)
             if not bearer_ok(request, auth_token):
                 # Without the token the caller learns only whether to send traffic.
-                return JSONResponse({"status": health.get("status", "ok")})
-            return JSONResponse(health)
+                return JSONResponse({"status": health.status})
+            return JSONResponse(health.to_dict())
         except RagError as exc:
             if not bearer_ok(request, auth_token):
                 return JSONResponse({"status": "unavailable"}, status_code=rag_error_status(exc))

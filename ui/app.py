@@ -13,21 +13,21 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 from fastapi import FastAPI
 
 from rag.errors import ConfigError
+from rag.settings import REPO_ROOT, Settings
 
 from . import chat, render, tabs
 from .api import add_api_routes, token_matches
 from .labels import label, relabel_updates
+from .service import AssistantService
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_SPLIT = REPO_ROOT / "eval" / "dev.jsonl"
 TITLE = "经开区政策问答 · ETDZ Policy Q&A"
 
@@ -111,7 +111,7 @@ mark.term { background: #bfdbfe; }
 """
 
 
-def build_blocks(assistant: Any, allow_upload: bool = False, allow_benchmark: bool = False) -> gr.Blocks:
+def build_blocks(assistant: AssistantService, allow_upload: bool = False, allow_benchmark: bool = False) -> gr.Blocks:
     with gr.Blocks(title=TITLE, analytics_enabled=False) as blocks:
         with gr.Row(equal_height=True):
             gr.HTML('<div id="app-title"><h1>国家级经开区政策问答 · ETDZ Policy Q&amp;A</h1>'
@@ -148,7 +148,7 @@ def build_blocks(assistant: Any, allow_upload: bool = False, allow_benchmark: bo
     return blocks
 
 
-def build_app(assistant: Any, allow_upload: bool = False, *, allow_benchmark: bool = False,
+def build_app(assistant: AssistantService, allow_upload: bool = False, *, allow_benchmark: bool = False,
               auth_token: str = "", rate_limit: int = 0, sessions: int = 1000) -> FastAPI:
     """The ASGI app: /api/ask and /api/health, with the Gradio UI mounted at /.
 
@@ -190,7 +190,7 @@ def check_exposure(host: str, auth_token: str, insecure: bool) -> None:
     log.warning("serving on %s with no authentication (--insecure); anyone who can reach it can use it", host)
 
 
-def serve(assistant: Any, *, host: str = "127.0.0.1", port: int = 7860, allow_upload: bool = False,
+def serve(assistant: AssistantService, *, host: str = "127.0.0.1", port: int = 7860, allow_upload: bool = False,
           allow_benchmark: bool = False, auth_token: str = "", rate_limit: int = 0,
           insecure: bool = False, sessions: int = 1000) -> None:
     """Serve the UI and the API until interrupted (blocking)."""
@@ -201,6 +201,18 @@ def serve(assistant: Any, *, host: str = "127.0.0.1", port: int = 7860, allow_up
                     auth_token=auth_token, rate_limit=rate_limit, sessions=sessions)
     log.info("web app on http://%s:%d (API: /api/ask, /api/health)", host, port)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+
+
+def serve_settings(settings: Settings, *, host: str, port: int, allow_upload: bool = False,
+                   allow_benchmark: bool = False, insecure: bool = False) -> None:
+    """`rag serve` (the `rag.web` entry point): the web app on the assistant these settings load."""
+    from rag.qa.assistant import load_assistant
+
+    check_exposure(host, settings.auth_token, insecure)  # before minutes of loading
+    assistant: AssistantService = load_assistant(settings)
+    serve(assistant, host=host, port=port, allow_upload=allow_upload, allow_benchmark=allow_benchmark,
+          auth_token=settings.auth_token, rate_limit=settings.rate_limit, sessions=settings.ui_sessions,
+          insecure=insecure)
 
 
 def _is_loopback(host: str) -> bool:

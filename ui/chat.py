@@ -10,12 +10,14 @@ from typing import Any
 
 import gradio as gr
 
-from rag.assistant import Filters
+from rag.corpus.normalize import detect_language
 from rag.errors import RagError
 from rag.models import DOC_TYPES, AskResult
+from rag.qa.assistant import Filters
 
 from . import render
 from .labels import label
+from .service import AssistantService
 from .tabs import safe_documents
 
 log = logging.getLogger(__name__)
@@ -103,7 +105,7 @@ def panel_language(result: AskResult | None, choice: str) -> str:
     return render.ui_language(result.language, choice)
 
 
-def clause_text_of(assistant: Any) -> render.ClauseText:
+def clause_text_of(assistant: AssistantService) -> render.ClauseText:
     """label → clause text, for the linked clauses a citation card opens in place."""
     def text(label: str) -> str | None:
         try:
@@ -114,7 +116,7 @@ def clause_text_of(assistant: Any) -> render.ClauseText:
     return text
 
 
-def make_chat_fn(assistant: Any):
+def make_chat_fn(assistant: AssistantService):
     def chat(question: str, turns: list[dict[str, Any]] | None, doc_ids: list[str] | None,
              doc_types: list[str] | None, in_force_only: bool, mode: str, k: float,
              lang_choice: str) -> Iterator[tuple[Any, ...]]:
@@ -127,7 +129,7 @@ def make_chat_fn(assistant: Any):
         history = history_of(turns)
         turn: dict[str, Any] = {"question": question, "answer": ""}
         turns.append(turn)
-        wait = render.ui_language(render.detect_language(question), lang_choice)
+        wait = render.ui_language(detect_language(question), lang_choice)
         yield (render.render_transcript(turns, lang_choice),
                render.render_citations(None, wait), gr.update(choices=[], value=None), "", None, turns, "")
         filters = Filters(doc_ids=tuple(doc_ids or ()), doc_types=tuple(doc_types or ()),
@@ -170,8 +172,20 @@ def make_chat_fn(assistant: Any):
     return chat
 
 
-def build_chat_tab(assistant: Any, lang_choice: gr.Radio) -> dict[str, Any]:
-    """Lay out the chat tab inside the current Blocks; returns components for language updates."""
+def _example_buttons() -> tuple[gr.Accordion, list[tuple[gr.Button, str]]]:
+    """The example questions by persona, each a button that asks it."""
+    with gr.Accordion(label("examples"), open=True) as examples_acc:
+        buttons = []
+        for persona, questions in EXAMPLES.items():
+            gr.HTML(f'<div class="persona">{escape(label(persona))}</div>', js_on_load=None)
+            with gr.Row(elem_classes=["examples"]):
+                for q in questions:
+                    buttons.append((gr.Button(q, size="sm", elem_classes=["example"]), q))
+    return examples_acc, buttons
+
+
+def _search_settings(assistant: AssistantService) -> tuple[Any, ...]:
+    """The settings accordion: documents, types, in force only, mode, number of clauses."""
     docs, _ = safe_documents(assistant)
     doc_choices = [(f"{d.short_title or d.title} · {d.status}", d.doc_id) for d in docs]
     present = {d.doc_type for d in docs}
@@ -179,7 +193,19 @@ def build_chat_tab(assistant: Any, lang_choice: gr.Radio) -> dict[str, Any]:
     modes = [("摘录 Extractive", "extractive")]
     if assistant.llm_available:
         modes.append(("大模型 LLM", "llm"))
+    with gr.Accordion(label("settings"), open=True) as settings_acc:
+        doc_ids = gr.Dropdown(doc_choices, value=[], multiselect=True, label=label("documents"),
+                              elem_id="doc-filter")
+        doc_types = gr.CheckboxGroup(type_choices, value=[], label=label("doc_types"))
+        in_force = gr.Checkbox(True, label=label("in_force"), elem_id="in-force")
+        with gr.Row():
+            mode = gr.Radio(modes, value="extractive", label=label("mode"), min_width=140)
+            k = gr.Slider(1, 20, value=5, step=1, label=label("k"), min_width=160)
+    return settings_acc, doc_ids, doc_types, in_force, mode, k
 
+
+def build_chat_tab(assistant: AssistantService, lang_choice: gr.Radio) -> dict[str, Any]:
+    """Lay out the chat tab inside the current Blocks; returns components for language updates."""
     turns = gr.State([])
     # Citations sit beside the conversation; on a phone the columns stack and the
     # cards follow the answer directly, with examples and settings below them.
@@ -200,22 +226,9 @@ def build_chat_tab(assistant: Any, lang_choice: gr.Radio) -> dict[str, Any]:
             citations = gr.HTML(render.render_citations(None, "both"), elem_id="cite-panel", js_on_load=None)
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=340):
-            with gr.Accordion(label("examples"), open=True) as examples_acc:
-                example_buttons = []
-                for persona, questions in EXAMPLES.items():
-                    gr.HTML(f'<div class="persona">{escape(label(persona))}</div>', js_on_load=None)
-                    with gr.Row(elem_classes=["examples"]):
-                        for q in questions:
-                            example_buttons.append((gr.Button(q, size="sm", elem_classes=["example"]), q))
+            examples_acc, example_buttons = _example_buttons()
         with gr.Column(scale=2, min_width=320):
-            with gr.Accordion(label("settings"), open=True) as settings_acc:
-                doc_ids = gr.Dropdown(doc_choices, value=[], multiselect=True, label=label("documents"),
-                                      elem_id="doc-filter")
-                doc_types = gr.CheckboxGroup(type_choices, value=[], label=label("doc_types"))
-                in_force = gr.Checkbox(True, label=label("in_force"), elem_id="in-force")
-                with gr.Row():
-                    mode = gr.Radio(modes, value="extractive", label=label("mode"), min_width=140)
-                    k = gr.Slider(1, 20, value=5, step=1, label=label("k"), min_width=160)
+            settings_acc, doc_ids, doc_types, in_force, mode, k = _search_settings(assistant)
     with gr.Accordion(label("markdown"), open=False) as md_acc:
         markdown = gr.Textbox(label="Markdown", lines=8, max_lines=30, interactive=False,
                               buttons=["copy"], elem_id="answer-md")

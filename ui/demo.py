@@ -1,4 +1,4 @@
-"""A small in-memory stand-in for `rag.assistant.Assistant`.
+"""A small in-memory stand-in for `rag.qa.assistant.Assistant`.
 
 It implements the same methods with a naive term matcher so the web app can be
 developed, tested and demonstrated without an index. It is not a retriever:
@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rag.assistant import DocumentSummary, Filters
-from rag.models import IN_FORCE, AskResult, Chunk, Citation, ScoredChunk
+from rag.corpus.chunk import split_sentences
+from rag.index.clauses import Filters
+from rag.models import IN_FORCE, AddedFiles, AskResult, Chunk, Citation, Health, ScoredChunk
+from rag.qa.loaded import DocumentSummary
 
 _MEASURE = re.compile(r"^（([一二三四五六七八九十]+)）")
 _PART = re.compile(r"^[一二三四五六七八九十]+、")
-_SENT = re.compile(r"[^。；！？]+[。；！？]?")
 
 # English question words → the Chinese terms the clauses use.
 _EN_TERMS = {
@@ -54,7 +55,7 @@ def _notice_text() -> str:
 
 
 class DemoAssistant:
-    """Same surface as rag.assistant.Assistant; `extra_documents` adds (title, text) pairs."""
+    """Same surface as rag.qa.assistant.Assistant; `extra_documents` adds (title, text) pairs."""
 
     def __init__(self, extra_documents: list[tuple[str, str]] | None = None, delay: float = 0.0) -> None:
         self.delay = delay  # seconds between streamed pieces, to see streaming in a browser
@@ -125,16 +126,22 @@ class DemoAssistant:
         q = label_or_id.strip().replace("中华人民共和国", "")
         return [c for c in self._chunks if q in (c.label, c.chunk_id) or c.label.replace("《", "").replace("》", "") == q]
 
-    def health(self) -> dict[str, Any]:
-        return {"status": "ok", "documents": len(self._docs), "chunks": len(self._chunks),
-                "embedder": "demo", "llm": False, "reranker": False}
+    @property
+    def data_dir(self) -> Path | None:
+        return None  # uploads are read in place, nothing is written
 
-    def add_files(self, paths: list[str]) -> dict[str, Any]:
+    def health(self) -> Health:
+        return Health(status="ok", index={"build": "demo", "documents": len(self._docs), "chunks": len(self._chunks)},
+                      embedder={"name": "demo"}, store="memory", llm=False, reranker=None, as_of="")
+
+    def add_files(self, paths: list[str]) -> AddedFiles:
         self.added.append(list(paths))
+        titles = []
         for path in paths:
             p = Path(path)
             self.add_text(f"upload-{len(self._docs)}", p.stem, p.read_text(encoding="utf-8", errors="replace"))
-        return {"added": len(paths), "documents": len(self._docs), "chunks": len(self._chunks)}
+            titles.append(p.stem)
+        return AddedFiles(lines=[f"documents added {len(titles)}"], added=titles, updated=[], skipped=[])
 
     def _terms(self, query: str) -> list[str]:
         low = query.lower()
@@ -150,7 +157,7 @@ class DemoAssistant:
                 and (not filters.in_force_only or c.status == IN_FORCE))
 
     def search(self, query: str, *, k: int = 10, filters: Filters | None = None,
-               retrievers: tuple[str, ...] = ("bm25", "dense")) -> list[ScoredChunk]:
+               retrievers: tuple[str, ...] = ("bm25", "dense"), rerank: bool | None = None) -> list[ScoredChunk]:
         exact = self.find(query)
         terms = self._terms(query)
         scored = []
@@ -168,19 +175,20 @@ class DemoAssistant:
         scored.sort(key=lambda x: -x[0])
         return [ScoredChunk(c, i + 1, round(s / 100, 4), sc, hits) for i, (s, c, sc, hits) in enumerate(scored[:k])]
 
-    def ask(self, question: str, *, history: list[dict[str, str]] | None = None, k: int = 5,
-            mode: str = "extractive", filters: Filters | None = None,
+    def ask(self, question: str, *, history: list[dict[str, str]] | None = None, k: int | None = None,
+            mode: str | None = None, filters: Filters | None = None,
             retrievers: tuple[str, ...] = ("bm25", "dense"), rerank: bool | None = None) -> AskResult:
         t0 = time.perf_counter()
         language = "zh" if re.search(r"[\u4e00-\u9fff]", question) else "en"
-        hits = self.search(question, k=k, filters=filters, retrievers=retrievers)
+        hits = self.search(question, k=k or 5, filters=filters, retrievers=retrievers)
         exact = {c.chunk_id for c in self.find(question)}
         good = [h for h in hits if sum(map(len, h.matched_terms)) >= 4 or h.chunk.chunk_id in exact]
         citations: list[Citation] = []
         sentences: list[str] = []
         for h in good[:2]:
-            quotes = [s for s in _SENT.findall(h.chunk.text) if any(t in s for t in h.matched_terms)][:2]
-            quotes = quotes or _SENT.findall(h.chunk.text)[:1]
+            sentences_here = [h.chunk.text[a:b].strip() for a, b in split_sentences(h.chunk.text)]
+            quotes = [s for s in sentences_here if any(t in s for t in h.matched_terms)][:2]
+            quotes = quotes or sentences_here[:1]
             n = len(citations) + 1
             citations.append(Citation(n, h.chunk.label, h.chunk.doc_id, h.chunk.doc_title, h.chunk.status,
                                       h.chunk.date, h.chunk.section_path, h.chunk.text, quotes,
@@ -195,7 +203,7 @@ class DemoAssistant:
             answer = lead + "\n".join(sentences)
         warnings = [f"{c.label} 所在文件状态为「{c.status}」，仅供参考。" for c in citations if not c.in_force]
         return AskResult(question, language, answer, abstained, citations, hits,
-                         {"total": (time.perf_counter() - t0) * 1000}, mode=mode, resolved_question=question,
+                         {"total": (time.perf_counter() - t0) * 1000}, mode=mode or "extractive", resolved_question=question,
                          related=[h.chunk.label for h in hits[:3]] if abstained else [], warnings=warnings)
 
     def ask_stream(self, question: str, **kwargs: Any) -> Iterator[str | AskResult]:

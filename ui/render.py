@@ -14,10 +14,9 @@ from collections.abc import Callable, Iterable, Sequence
 from html import escape
 from typing import Any
 
-from rag.models import IN_FORCE, AskResult, Chunk, Citation, ScoredChunk
+from rag.corpus.normalize import detect_language
+from rag.models import IN_FORCE, AddedFiles, AskResult, Chunk, Citation, ScoredChunk
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-_LATIN = re.compile(r"[A-Za-z]")
 _REF = re.compile(r"\[(\d{1,2})\]")
 
 # (中文, English). Labels follow the question's language unless the user forces one.
@@ -68,17 +67,6 @@ def t(key: str, lang: str) -> str:
     if lang == "both":
         return f"{zh} / {en}"
     return en if lang == "en" else zh
-
-
-def detect_language(text: str) -> str:
-    """zh | en | mixed — a cheap guess used before the assistant answers."""
-    cjk = len(_CJK.findall(text or ""))
-    latin = len(_LATIN.findall(text or ""))
-    if cjk and latin >= 4 * cjk:
-        return "mixed"
-    if cjk:
-        return "zh"
-    return "en" if latin else "zh"
 
 
 def ui_language(question_language: str, choice: str = "auto") -> str:
@@ -432,19 +420,11 @@ def render_error(message: str, hint: str, lang: str) -> str:
             f"{escape(message)}{hint_html}</div>")
 
 
-def render_upload_summary(summary: dict[str, Any]) -> str:
+def render_upload_summary(summary: AddedFiles) -> str:
     """assistant.add_files' summary: its printable lines, then any skipped files."""
-    lines = summary.get("lines")
-    if isinstance(lines, list | tuple):
-        items = "".join(f"<li>{escape(str(line))}</li>" for line in lines)
-    else:
-        items = "".join(f"<li>{escape(str(k))}: {escape(str(v))}</li>"
-                        for k, v in summary.items() if k != "skipped")
-    skipped = summary.get("skipped") or []
+    items = "".join(f"<li>{escape(line)}</li>" for line in summary.lines)
     skipped_html = ""
-    if skipped:
-        rows = "".join(
-            f"<li>{escape(str(s.get('path', s)))}: {escape(str(s.get('reason', '')))}</li>"
-            if isinstance(s, dict) else f"<li>{escape(str(s))}</li>" for s in skipped)
+    if summary.skipped:
+        rows = "".join(f"<li>{escape(s['path'])}: {escape(s['reason'])}</li>" for s in summary.skipped)
         skipped_html = f'<div class="warnings"><strong>⚠ 未加入 Skipped</strong><ul>{rows}</ul></div>'
     return f'<div class="ok-box">✓ 已加入索引 Added<ul>{items}</ul></div>{skipped_html}'

@@ -7,16 +7,19 @@ import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
 
-from rag.assistant import Filters
+from rag.corpus.loaders import check_content
+from rag.corpus.normalize import detect_language
 from rag.errors import RagError
-from rag.loaders import check_content
+from rag.index.clauses import Filters
 
 from . import render
 from .labels import label
+from .service import AssistantService
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,7 @@ DOC_HEADERS = ["标题 Title", "发布机关 Issuer", "日期 Date", "状态 Sta
 
 
 def _lang(text: str, choice: str) -> str:
-    return render.ui_language(render.detect_language(text), choice)
+    return render.ui_language(detect_language(text), choice)
 
 
 def _guard(fn: Callable[..., str], lang_of: Callable[..., str]) -> Callable[..., str]:
@@ -46,7 +49,7 @@ def _guard(fn: Callable[..., str], lang_of: Callable[..., str]) -> Callable[...,
     return wrapped
 
 
-def safe_documents(assistant: Any) -> tuple[list[Any], RagError | None]:
+def safe_documents(assistant: AssistantService) -> tuple[list[Any], RagError | None]:
     """The document list, or [] and the error when the index is missing: the app
     still starts so that /api/health can report 503 and the page can say why."""
     try:
@@ -59,7 +62,7 @@ def safe_documents(assistant: Any) -> tuple[list[Any], RagError | None]:
 # --------------------------------------------------------------------------- retrieval test
 
 
-def build_search_tab(assistant: Any, lang_choice: gr.Radio) -> dict[str, Any]:
+def build_search_tab(assistant: AssistantService, lang_choice: gr.Radio) -> dict[str, Any]:
     with gr.Row():
         query = gr.Textbox(label=label("query"), placeholder="M0 住宅 / cross-border e-commerce",
                            scale=4, elem_id="search-query")
@@ -88,7 +91,7 @@ def build_search_tab(assistant: Any, lang_choice: gr.Radio) -> dict[str, Any]:
 # --------------------------------------------------------------------------- corpus
 
 
-def build_corpus_tab(assistant: Any, lang_choice: gr.Radio) -> dict[str, Any]:
+def build_corpus_tab(assistant: AssistantService, lang_choice: gr.Radio) -> dict[str, Any]:
     docs, _ = safe_documents(assistant)
     table = gr.Dataframe(render.document_rows(docs), headers=DOC_HEADERS, datatype="str",
                          interactive=False, label=label("doc_table"), wrap=True, elem_id="doc-table",
@@ -128,7 +131,7 @@ def build_corpus_tab(assistant: Any, lang_choice: gr.Radio) -> dict[str, Any]:
             "table": table, "doc_pick": doc_pick}
 
 
-def refresh_documents(assistant: Any) -> tuple[Any, Any, Any]:
+def refresh_documents(assistant: AssistantService) -> tuple[Any, Any, Any]:
     """New table rows and dropdown choices after documents were added."""
     docs, _ = safe_documents(assistant)
     return (render.document_rows(docs), gr.update(choices=[(d.title, d.doc_id) for d in docs]),
@@ -139,25 +142,15 @@ def refresh_documents(assistant: Any) -> tuple[Any, Any, Any]:
 
 
 def _evaluate() -> Any:
-    # rag.evaluate pulls in the baselines; a UI without it still serves the other tabs.
+    """What the benchmark tab calls of rag.bench: run_benchmark, write_reports and
+    latest_report_dir (None when it cannot load: the UI still serves the other tabs)."""
     try:
-        from rag import evaluate
+        from rag.bench import evaluate, report
     except Exception as exc:  # noqa: BLE001 - any import failure just disables the tab
         log.warning("benchmark unavailable: %s", exc)
         return None
-    return evaluate
-
-
-def _write_reports() -> Callable[..., Any] | None:
-    evaluate = _evaluate()
-    fn = getattr(evaluate, "write_reports", None)
-    if fn is None:
-        try:
-            from rag import report  # the renderer may live in its own module
-        except ImportError:
-            return None
-        fn = getattr(report, "write_reports", None)
-    return fn
+    return SimpleNamespace(run_benchmark=evaluate.run_benchmark, write_reports=report.write_reports,
+                           latest_report_dir=evaluate.latest_report_dir)
 
 
 def load_report() -> tuple[str, Any]:
@@ -184,27 +177,18 @@ def load_report_updates() -> tuple[str, Any]:
     return text, gr.update(value=chart, visible=chart is not None)
 
 
-def _data_dir(assistant: Any) -> Path:
-    settings = getattr(assistant, "settings", None)
-    if settings is not None and getattr(settings, "data_dir", None):
-        return Path(settings.data_dir)
-    from rag.settings import from_env
-
-    return Path(from_env().data_dir)
-
-
-def run_dev_benchmark(assistant: Any, dev_path: Path, progress: Callable[..., Any]) -> str:
+def run_dev_benchmark(assistant: AssistantService, dev_path: Path, progress: Callable[..., Any]) -> str:
     """Run naive vs hybrid on the dev split and rewrite the saved report; HTML status."""
-    evaluate, write = _evaluate(), _write_reports()
-    if evaluate is None or write is None:
-        return render.render_error("the benchmark module is not available", "check rag/evaluate.py", "both")
+    evaluate = _evaluate()
+    if evaluate is None:
+        return render.render_error("the benchmark module is not available", "check rag/bench/evaluate.py", "both")
     if not dev_path.exists():
         return render.render_error(f"{dev_path} does not exist", "create the dev split first", "both")
     try:
         report = evaluate.run_benchmark(
-            assistant, [dev_path], configs=["naive", "hybrid"], k=5, data_dir=_data_dir(assistant),
+            assistant, [dev_path], configs=["naive", "hybrid"], k=5, data_dir=assistant.data_dir,
             progress=lambda frac, desc="": progress(frac, desc=desc))
-        write(report, Path(evaluate.latest_report_dir()))
+        evaluate.write_reports(report, Path(evaluate.latest_report_dir()))
     except RagError as exc:
         return render.render_error(exc.message, exc.hint, "both")
     except Exception:
@@ -231,7 +215,7 @@ def compare_with_latest(choice: str | None, folder: Path | None = None) -> str:
     evaluate = _evaluate()
     if not choice or evaluate is None:
         return ""
-    from rag.compare import compare_reports, load_report, render_comparison
+    from rag.bench.compare import compare_reports, load_report, render_comparison
 
     root = Path(folder or evaluate.latest_report_dir())
     if choice not in saved_reports(root):
@@ -244,7 +228,7 @@ def compare_with_latest(choice: str | None, folder: Path | None = None) -> str:
     return render_comparison(result)
 
 
-def build_benchmark_tab(assistant: Any, dev_path: Path,
+def build_benchmark_tab(assistant: AssistantService, dev_path: Path,
                         allow_run: bool = False) -> tuple[dict[str, Any], list[Any]]:
     """The report; the run button (minutes of CPU per click) only when the operator allows it."""
     text, chart = load_report()
@@ -260,7 +244,7 @@ def build_benchmark_tab(assistant: Any, dev_path: Path,
     with gr.Accordion(label("compare_report"), open=False):
         other = gr.Dropdown(saved_reports(), value=None, show_label=False, elem_id="bench-compare-pick")
         compared = gr.Markdown(sanitize_html=True, elem_id="bench-compare")
-    # The report is generated by rag.report, not corpus text; Markdown keeps its
+    # The report is generated by rag.bench.report, not corpus text; Markdown keeps its
     # tables readable and sanitize_html strips any markup a question carried.
     report = gr.Markdown(text, sanitize_html=True, elem_id="bench-report")
     other.change(compare_with_latest, other, compared, api_visibility="private")
@@ -306,17 +290,16 @@ def safe_upload_name(name: str) -> str:
     return name
 
 
-def keep_uploads(assistant: Any, paths: list[str]) -> list[str]:
+def keep_uploads(data_dir: Path | None, paths: list[str]) -> list[str]:
     """Copy uploads out of Gradio's temp cache into <data_dir>/uploads/.
 
     Ingest remembers the paths it indexed and re-reads them on the next run;
     Gradio's cache is cleaned up, so the remembered path must be a lasting copy.
-    Only for a real assistant (one with settings): nothing is written otherwise.
+    Only for a real assistant (data_dir None: the demo, nothing is written).
     """
-    settings = getattr(assistant, "settings", None)
-    if settings is None or not getattr(settings, "data_dir", None):
+    if data_dir is None:
         return paths
-    folder = Path(settings.data_dir) / "uploads"
+    folder = data_dir / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     kept = []
     for src in map(Path, paths):
@@ -332,7 +315,7 @@ def keep_uploads(assistant: Any, paths: list[str]) -> list[str]:
     return kept
 
 
-def build_upload_tab(assistant: Any, refresh_outputs: list[Any]) -> dict[str, Any]:
+def build_upload_tab(assistant: AssistantService, refresh_outputs: list[Any]) -> dict[str, Any]:
     """File upload → assistant.add_files; then the document lists everywhere are refreshed."""
     files = gr.File(file_count="multiple", file_types=list(UPLOAD_SUFFIXES), label=label("upload"),
                     elem_id="upload-files")
@@ -348,14 +331,14 @@ def build_upload_tab(assistant: Any, refresh_outputs: list[Any]) -> dict[str, An
             return render.render_error("; ".join(problems), "remove those files and try again", "both")
         progress(0.1, desc="indexing")
         try:
-            summary = assistant.add_files(keep_uploads(assistant, paths))
+            summary = assistant.add_files(keep_uploads(assistant.data_dir, paths))
         except RagError as exc:
             return render.render_error(exc.message, exc.hint, "both")
         except Exception:
             log.exception("upload failed")
             return render.render_error("the files could not be added", "see the server log", "both")
         progress(1.0, desc="done")
-        return render.render_upload_summary(dict(summary))
+        return render.render_upload_summary(summary)
 
     add_btn.click(add, files, status, api_visibility="private", concurrency_limit=1).then(
         lambda: refresh_documents(assistant), None, refresh_outputs, api_visibility="private")
