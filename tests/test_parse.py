@@ -96,3 +96,52 @@ def test_clause_references():
     assert find_reference("第十三项措施讲什么", known, english).clause_key == "（十三）"
     assert find_reference("what does measure 8 say", known, english).clause_key == "（八）"
     assert find_reference("M0用地能建住宅吗？", known, english) is None
+
+
+def test_a_heading_run_into_the_next_is_split():
+    from rag.corpus.parse import split_headings
+
+    assert split_headings("第二编 污染防治第一分编 通则") == ["第二编 污染防治", "第一分编 通则"]
+    assert split_headings("第三章 依照第二章规定") == ["第三章 依照第二章规定"]  # a reference stays
+    law = "法\n第二编 污染防治第一分编 通则\n第一章 一般规定\n第一条 甲。\n第二条 乙。\n第二分编 大气\n第三条 丙。\n"
+    paths = [c.section_path for c in parse_law(law)]
+    assert paths[0] == ("第二编 污染防治", "第一分编 通则", "第一章 一般规定", "第一条")
+    assert paths[2] == ("第二编 污染防治", "第二分编 大气", "第三条")
+
+
+def test_an_article_the_source_merged_into_the_one_before_is_split_out_with_a_note():
+    from rag.corpus.defects import source_note, split_merged
+
+    body = "甲。\n境主管部门责令改正，处二万元以上二十万元以下的罚款；拒不改正的，责令停产整治：\n（一）乙。"
+    assert split_merged("生态环境法典", "第一千一百一十九条", body) == [
+        ("第一千一百一十九条", "甲。"),
+        ("第一千一百二十条", "境主管部门责令改正，处二万元以上二十万元以下的罚款；拒不改正的，责令停产整治：\n（一）乙。")]
+    assert split_merged("生态环境法典", "第一千一百一十八条", body) == [("第一千一百一十八条", body)]
+    assert "opening words" in source_note("生态环境法典", "第一千一百二十条", "en")
+    assert source_note("生态环境法典", "第一条", "zh") == ""
+
+
+def test_every_bundled_law_has_each_article_of_laws_db_once_and_in_order():
+    """Each laws.db article is one clause with its number and its text; the only extra
+    clauses are the articles the source merged into another (rag/data/source_defects.json)."""
+    from rag.corpus.defects import defects
+    from rag.corpus.laws import _connect, law_db_path, load_laws, load_manifest
+    from rag.corpus.normalize import join_broken_lines, normalize_text
+    from rag.settings import Settings
+
+    settings = Settings()
+    docs = load_laws(load_manifest(settings.laws_manifest), as_of=settings.as_of_date)
+    split_out = {(d.document, d.article) for d in defects() if d.split_from}
+    con = _connect(law_db_path())
+    try:
+        for doc in docs:
+            rows = con.execute("SELECT article_no, article_text FROM articles WHERE law_id = ? "
+                               "ORDER BY article_no_arabic, id", (doc.source.split(":", 1)[1],)).fetchall()
+            clauses = [c for c in parse_law(doc.text) if c.kind == "article"]
+            keys = [c.key for c in clauses if (doc.short_title, c.key) not in split_out]
+            assert keys == [no for no, _ in rows], doc.short_title
+            texts = {c.key: doc.text[c.start:c.end] for c in clauses}
+            for no, text in rows:
+                assert join_broken_lines(normalize_text(text or ""))[:20] in texts[no], (doc.short_title, no)
+    finally:
+        con.close()

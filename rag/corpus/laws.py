@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from rag.corpus.defects import split_merged
 from rag.corpus.normalize import join_broken_lines, normalize_text
 from rag.errors import CorpusError
 from rag.models import IN_FORCE, NOT_YET_IN_FORCE, Document
@@ -127,6 +128,7 @@ def law_text(con: sqlite3.Connection, law_id: str, title: str) -> str:
     rows = con.execute(
         "SELECT chapter, section, article_no, article_text FROM articles WHERE law_id = ? "
         "ORDER BY article_no_arabic, id", (law_id,))
+    short = short_title(title)
     for ch, sec, art_no, body in rows:
         if ch and ch != chapter:
             lines.append(normalize_text(ch))
@@ -135,7 +137,7 @@ def law_text(con: sqlite3.Connection, law_id: str, title: str) -> str:
             lines.append(normalize_text(sec))
             section = sec
         body = join_broken_lines(normalize_text(body or ""))
-        lines.append(f"{art_no} {body}")
+        lines += [f"{no} {text}" for no, text in split_merged(short, art_no, body)]
     # Parts are normalised one by one: re-normalising the whole would merge
     # the space that separates an article number from its text.
     return "\n".join(lines)

@@ -21,6 +21,8 @@ ARTICLE_RE = re.compile(rf"^第([{_N}\d]+)条(?:之([{_N}]+))?(?: |$)")
 # Some sources write no space after the number; used only when no article has one.
 ARTICLE_LOOSE_RE = re.compile(rf"^第([{_N}\d]+)条(?:之([{_N}]+))?")
 HEADING_RE = re.compile(rf"^第([{_N}\d]+)(编|分编|章|节)(?:\s*|$)(.*)$")
+# A heading run into the next one on the same line ("第二编 污染防治第一分编 通则" in laws.db).
+_INNER_HEADING_RE = re.compile(rf"(?<=\S)(?=第[{_N}\d]+(?:编|分编|章|节)\s)")
 DATE_LINE_RE = re.compile(r"^\d{4}年\d{1,2}月\d{1,2}日$")
 LAW_SIGNAL_MIN_ARTICLES = 3
 
@@ -61,6 +63,13 @@ def parse_document(text: str) -> list[Clause]:
     return parse_law(text) if looks_like_law(text) else parse_policy(text)
 
 
+def split_headings(line: str) -> list[str]:
+    """A heading line, split where another heading runs on: '第二编 污染防治第一分编 通则' →
+    ['第二编 污染防治', '第一分编 通则']. A reference inside a heading's title stays."""
+    parts = [p.strip() for p in _INNER_HEADING_RE.split(line)]
+    return [p for p in parts if p] if all(HEADING_RE.match(p) for p in parts if p) else [line]
+
+
 def parse_law(text: str) -> list[Clause]:
     """Articles (第X条) with their section path; text before the first article is the preamble."""
     clauses: list[Clause] = []
@@ -77,12 +86,15 @@ def parse_law(text: str) -> list[Clause]:
             current = None
 
     for start, end, line in _lines(text):
-        if m := HEADING_RE.match(line):
+        if HEADING_RE.match(line):
             close()
-            level = m.group(2)
-            headings[level] = re.sub(r"\s+", " ", line)
-            for lower in levels[levels.index(level) + 1 :]:
-                headings.pop(lower, None)
+            for heading in split_headings(line):
+                m = HEADING_RE.match(heading)
+                assert m is not None
+                level = m.group(2)
+                headings[level] = re.sub(r"\s+", " ", heading)
+                for lower in levels[levels.index(level) + 1 :]:
+                    headings.pop(lower, None)
             continue
         if m := article_re.match(line):
             close()

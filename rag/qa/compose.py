@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rag.corpus.chunk import split_sentences
+from rag.corpus.defects import source_note
 from rag.corpus.titles import clause_english_title
 from rag.index.lexical import query_tokens
-from rag.models import IN_FORCE, AskResult, Chunk, Citation, ScoredChunk
+from rag.models import IN_FORCE, NOT_YET_IN_FORCE, AskResult, Chunk, Citation, ScoredChunk
 
 MAX_QUOTES = 3
 # Measured on dev (citation precision / recall / keyword recall): 3 clauses at 0.75:
@@ -141,13 +142,19 @@ def status_warnings(citations: list[Citation], chunks: dict[int, Chunk], lang: s
     today = today or dt.date.today()
     out = []
     for c in citations:
-        if not c.in_force:
+        eff = chunks[c.n].effective_date
+        if c.status == NOT_YET_IN_FORCE:
+            out.append(f"[{c.n}] {c.label} is adopted but not yet in force (it takes effect on {eff}); "
+                       "shown for reference only." if lang == "en"
+                       else f"[{c.n}] {c.label}尚未生效（自{eff}起施行），仅供参考。")
+        elif not c.in_force:
             out.append(f"[{c.n}] {c.label} is {c.status}: it is no longer in force and is shown for reference only."
                        if lang == "en" else f"[{c.n}] {c.label}{c.status}，已不再有效，仅供参考。")
-        eff = chunks[c.n].effective_date
         if eff and c.in_force and eff > today.isoformat():
             out.append(f"[{c.n}] {c.label} takes effect on {eff}; it is not yet applicable."
                        if lang == "en" else f"[{c.n}] {c.label}自{eff}起施行，目前尚未施行。")
+        if note := source_note(chunks[c.n].short_title, chunks[c.n].clause_key, lang):
+            out.append(f"[{c.n}] {c.label}: {note}" if lang == "en" else f"[{c.n}] {c.label}：{note}。")
     return out
 
 
