@@ -20,6 +20,7 @@ class Retriever(StrEnum):
     HOOKS = "hooks"  # both hook signals below
     HOOKS_DENSE = "hooks-dense"  # the hooks' vectors, joined with the dense list
     HOOKS_LEX = "hooks-lex"  # the hooks' bm25 field, joined with the bm25 list
+    LEARNED = "learned"  # the learned ranking stage reorders the fused candidates (rag/qa/ranker.py)
 
 
 class Score(StrEnum):
@@ -124,6 +125,9 @@ class ScoredChunk:
     scores: dict[str, float | None] = field(default_factory=dict)
     matched_terms: list[str] = field(default_factory=list)
     exact: bool = False  # the question names this clause (外商投资法第二十一条): it leads the list
+    # The learned stage's probability that this clause is the answer, among the candidates it
+    # reordered (None: it did not run, or a named clause leads).
+    confidence: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         c = self.chunk

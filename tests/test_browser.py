@@ -233,7 +233,7 @@ def test_benchmark_tab_renders(server: LiveServer, page: Any) -> None:
     if (Path(__file__).parent.parent / "eval" / "reports" / "dev" / "report.json").exists():
         page.get_by_text("Compare with another report").click()
         page.locator("#bench-compare-pick input").click()
-        page.get_by_role("option", name="dev/report.json").click()
+        page.get_by_role("option", name="dev/report.json", exact=True).click()
         page.wait_for_selector("#bench-compare:has-text('Passed in A, failed in B')", timeout=30_000)
         assert "95 % CI" in page.locator("#bench-compare").inner_text()
         shot(page, "benchmark-compare.png")

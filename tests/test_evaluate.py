@@ -321,7 +321,7 @@ def test_run_benchmark_end_to_end(tmp_path: Path) -> None:
     seen: list[tuple[float, str]] = []
     report = run_benchmark(FakeAssistant(), [_dataset(tmp_path)], k=3, data_dir=tmp_path,
                            progress=lambda f, msg: seen.append((f, msg)))
-    assert list(report["configs"]) == ["naive", "bm25", "dense", "hybrid-nohooks", "hybrid"]
+    assert list(report["configs"]) == ["naive", "bm25", "dense", "hybrid-nohooks", "hybrid-rrf", "hybrid"]
     assert report["unlocatable"] == ["gone"]
     assert report["corpus"] == {"documents": 1, "chunks": 3}
     hybrid = report["configs"]["hybrid"]

@@ -186,11 +186,26 @@ def test_near_duplicate_check_finds_a_copied_question():
     assert near_duplicates(["Can foreign investors send profits home?"], ["What is a small low-profit enterprise?"]) == []
 
 
-def test_no_hook_copies_a_benchmark_question():
+# Hooks written (commit e11935f, 2026-11-28) before eval/stard-dev.jsonl was in the project, that
+# happen to ask what a STARD question asks of 商标法第十四条. Kept as written: bending a natural
+# question away from a benchmark one would tune on the benchmark too.
+KNOWN_COINCIDENCES = {("认定驰名商标要看哪些因素？", "认定驰名商标会考虑哪些因素？"),
+                      ("认定驰名考虑哪些因素？", "认定驰名商标会考虑哪些因素？")}
+
+
+def _lexicon_entries() -> list[str]:
+    """Glossary, synonym and dictionary lines (rag/data): each a term list, never a question."""
+    data = REPO_ROOT / "rag" / "data"
+    return [line.replace("\t", " ").replace("|", " ") for name in ("glossary_en_zh.tsv", "synonyms.tsv", "userdict.txt")
+            for line in (data / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_no_hook_glossary_or_lexicon_entry_copies_a_benchmark_question():
     entries, _ = hooks.read_entries([HOOKS_DIR])
-    texts = [t for e in entries for kind, t in e.texts() if kind != "gist"]
-    copies = near_duplicates(texts, _eval_questions())
-    assert not copies, f"hooks that nearly equal benchmark questions: {copies[:5]}"
+    texts = [t for e in entries for kind, t in e.texts() if kind != "gist"] + _lexicon_entries()
+    copies = set(near_duplicates(texts, _eval_questions())) - KNOWN_COINCIDENCES
+    assert not copies, f"entries that nearly equal benchmark questions: {sorted(copies)[:5]}"
+
 
 
 @pytest.mark.parametrize("doc_file", sorted(p.name for p in HOOKS_DIR.glob("*.jsonl")))

@@ -150,7 +150,7 @@ def _evaluate() -> Any:
         log.warning("benchmark unavailable: %s", exc)
         return None
     return SimpleNamespace(run_benchmark=evaluate.run_benchmark, write_reports=report.write_reports,
-                           latest_report_dir=evaluate.latest_report_dir)
+                           latest_report_dir=report.latest_report_dir)
 
 
 def load_report() -> tuple[str, Any]:

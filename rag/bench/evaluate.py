@@ -28,13 +28,12 @@ from rag.bench.judgments import EvalIndex, kinds_in
 from rag.bench.stats import LANGS, MRR_CUTOFF, add_uncertainty
 from rag.corpus.normalize import fold_for_match
 from rag.errors import ConfigError, DatasetError, RagError
-from rag.settings import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
 ROLES = ("user", "assistant")
 CONFIG_ORDER = ("naive", "bm25", "dense", "hybrid-nohooks", "hybrid+hooks-lex", "hybrid+hooks-dense",
-                "hybrid", "hybrid+rerank", "llm")
+                "hybrid-rrf", "hybrid", "hybrid+rerank", "llm")
 DEFAULT_CONFIG = "hybrid"
 
 # Folding runs opencc; retrieved chunks repeat across items and configurations.
@@ -324,7 +323,7 @@ Adapter = Callable[[EvalItem, int], ConfigOutput]
 
 
 def available_configs(assistant: Any) -> list[str]:
-    names = ["naive", "bm25", "dense", "hybrid-nohooks", "hybrid"]
+    names = ["naive", "bm25", "dense", "hybrid-nohooks", "hybrid-rrf", "hybrid"]
     if assistant.reranker_available:
         names.append("hybrid+rerank")
     if assistant.llm_available:
@@ -369,6 +368,7 @@ def make_adapter(
         "hybrid-nohooks": {"retrievers": ("bm25", "dense")},
         "hybrid+hooks-lex": {"retrievers": ("bm25", "dense", "hooks-lex")},
         "hybrid+hooks-dense": {"retrievers": ("bm25", "dense", "hooks-dense")},
+        "hybrid-rrf": {"retrievers": ("bm25", "dense", "hooks")},  # fusion alone, no learned stage
         "hybrid": {},
         "hybrid+rerank": {"rerank": True},
         "llm": {"mode": "llm"},
@@ -490,11 +490,3 @@ def run_benchmark(
         "default_config": DEFAULT_CONFIG if DEFAULT_CONFIG in results else next(iter(results), ""),
     }
     return add_uncertainty(report)
-
-
-def latest_report_dir() -> Path:
-    """eval/reports/ of the repository (where the CLI writes and the UI reads)."""
-    root = REPO_ROOT
-    if not (root / "pyproject.toml").exists():
-        root = Path.cwd()  # installed as a wheel: reports live next to the working dir
-    return root / "eval" / "reports"

@@ -13,6 +13,7 @@ from typing import Any
 
 from rag.bench.evaluate import DEFAULT_CONFIG, LANGS
 from rag.errors import ConfigError
+from rag.settings import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -381,3 +382,11 @@ def write_reports(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     os.replace(tmp_png, paths["chart"])
     log.info("benchmark reports written to %s", out_dir)
     return paths
+
+
+def latest_report_dir() -> Path:
+    """eval/reports/ of the repository (where the CLI writes and the UI reads)."""
+    root = REPO_ROOT
+    if not (root / "pyproject.toml").exists():
+        root = Path.cwd()  # installed as a wheel: reports live next to the working dir
+    return root / "eval" / "reports"

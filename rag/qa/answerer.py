@@ -195,6 +195,9 @@ class Answerer:
             return picked, "the question names " + "、".join(unknown) + ", which the corpus never mentions"
         if evidence.score < threshold:
             return picked, f"evidence score {evidence.score:.2f} < threshold {threshold:.2f}"
+        confidence, least = results[0].confidence, self.settings.abstain_confidence
+        if confidence is not None and confidence < least:
+            return picked, f"the best clause is uncertain: confidence {confidence:.2f} < {least:.2f}"
         # The figure may sit outside the best-matching sentence, so look at the quoted clauses whole.
         if not exact and asks_for_figure(question) and not has_figure("".join(r.chunk.text for r, _ in picked)):
             # A linked clause may hold it: the law article a regulation article explains.

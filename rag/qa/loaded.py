@@ -14,7 +14,7 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 
 from rag.corpus.aliases import chinese_aliases, english_aliases
-from rag.corpus.hooks import HookMatch
+from rag.corpus.hooks import HookMatch, lexical_document
 from rag.corpus.laws import short_title
 from rag.corpus.lexicon import glossary_words
 from rag.corpus.links import ClauseText, LinkGraph, build_links
@@ -26,6 +26,7 @@ from rag.index.dense import DenseIndex
 from rag.index.embed import get_embedder
 from rag.index.ingest import match_hooks, save_hook_lexical
 from rag.models import IN_FORCE, NOT_YET_IN_FORCE, Chunk, Document
+from rag.qa.ranker import load_ranker
 from rag.qa.search import HybridSearcher
 from rag.settings import Settings
 
@@ -164,7 +165,8 @@ def load_index(settings: Settings, embedder: Embeddings | None = None) -> Loaded
                          if d.english_title and d.status == IN_FORCE}
     english_to_short |= english_aliases()
     searcher = HybridSearcher(table, lex, dense, embedder or get_embedder(settings.embedder), english_to_short,
-                              hook_lexical=hook_lex, zh_aliases=chinese_aliases())
+                              hook_lexical=hook_lex, zh_aliases=chinese_aliases(), ranker=load_ranker(settings.embedder),
+                              hook_texts={key: lexical_document(e) for key, e in hook_match.by_clause.items()})
     links = build_links(ClauseText(c.short_title, c.clause_key, c.text)
                         for c in table.clauses.values() if c.kind == "article")
     coming = {d.title: d for d in docs if d.status == NOT_YET_IN_FORCE}

@@ -6,19 +6,25 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
 
 from rag.corpus.aliases import canonical_chinese, english_documents
 from rag.corpus.lexicon import translate_terms
+from rag.corpus.normalize import detect_language
 from rag.corpus.references import ClauseRef, find_reference
 from rag.corpus.romanize import mentioned, romanised_names
 from rag.index.clauses import ClauseTable, Filters, clause_key_of
 from rag.index.dense import DenseIndex, standardise, top_indices
-from rag.index.lexical import LexicalIndex, fold_english, query_tokens
-from rag.models import Retriever, Score, ScoredChunk
+from rag.index.lexical import LexicalIndex, build_texts, fold_english, query_tokens
+from rag.models import IN_FORCE, Retriever, Score, ScoredChunk
+from rag.qa.compose import coverage
+from rag.qa.features import CandidateSignals, QueryFacts, feature_matrix
 from rag.qa.fusion import combine_with_hooks, rrf
+from rag.qa.ranker import POOL, LinearRanker, softmax
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +37,50 @@ class Reranker(Protocol):
 # bm25 the Chinese terms; see the closing note for the grid.
 DEFAULT_WEIGHTS: dict[str, float] = {Retriever.BM25: 1.0, Retriever.DENSE: 1.0}
 CANDIDATES = 60
-DEFAULT_RETRIEVERS = (Retriever.BM25, Retriever.DENSE, Retriever.HOOKS)
+DEFAULT_RETRIEVERS = (Retriever.BM25, Retriever.DENSE, Retriever.HOOKS, Retriever.LEARNED)
 EXACT_SCORE = 1.0  # fused score given to a clause the question names
 DOC_BOOST = 0.012  # added to clauses of a document the question names (≈ a top-20 rank)
 _NOTICE_WORDS = re.compile(r"工作方案|方案|措施|the plan|work plan|this plan|the notice|measure", re.I)
+
+
+@dataclass
+class _Run:
+    """One query's scores over the whole index and the fused order (what search and the
+    learned stage read)."""
+
+    tokens: list[str]
+    facts: QueryFacts
+    all_tokens: list[str] = field(default_factory=list)  # with a carried turn's
+    lex: np.ndarray | None = None  # bm25 per chunk (lexical.chunk_ids order)
+    lex_mask: np.ndarray | None = None
+    dense: np.ndarray | None = None  # cosine per chunk (dense.chunk_ids order)
+    dense_mask: np.ndarray | None = None
+    hook_lex: np.ndarray | None = None  # hook-field bm25 per hooked clause
+    hook_lex_mask: np.ndarray | None = None
+    hook_dense: np.ndarray | None = None  # best hook cosine per hooked clause
+    hook_dense_mask: np.ndarray | None = None
+    rankings: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    raw: dict[str, dict[tuple[str, int], float]] = field(default_factory=dict)
+    fused: dict[tuple[str, int], float] = field(default_factory=dict)
+    order: list[tuple[str, int]] = field(default_factory=list)
+    mentioned: set[str] = field(default_factory=set)
+    exact_keys: set[tuple[str, int]] = field(default_factory=set)
+
+    @property
+    def exact_count(self) -> int:
+        return len(self.exact_keys)
+
+
+def _best(values: np.ndarray | None, positions: dict[str, int], chunk_ids: list[str]) -> float | None:
+    """A clause's value: the best of its chunks'."""
+    if values is None:
+        return None
+    found = [float(values[positions[c]]) for c in chunk_ids if c in positions]
+    return max(found) if found else None
+
+
+def _at(values: np.ndarray | None, index: int | None) -> float | None:
+    return None if values is None or index is None else float(values[index])
 
 
 def _clause_key_from_id(hook_doc_id: str) -> tuple[str, int]:
@@ -45,8 +91,11 @@ def _clause_key_from_id(hook_doc_id: str) -> tuple[str, int]:
 class HybridSearcher:
     def __init__(self, table: ClauseTable, lexical: LexicalIndex, dense: DenseIndex, embedder,
                  english_to_short: dict[str, str], hook_lexical: LexicalIndex | None = None,
-                 zh_aliases: dict[str, str] | None = None) -> None:
+                 zh_aliases: dict[str, str] | None = None, hook_texts: dict[tuple[str, int], str] | None = None,
+                 ranker: LinearRanker | None = None) -> None:
         self.table = table
+        self.hook_texts = hook_texts or {}  # clause → its question hooks' text (a feature)
+        self.ranker = ranker
         self.lexical = lexical
         self.dense = dense
         self.hook_lexical = hook_lexical
@@ -66,6 +115,19 @@ class HybridSearcher:
         # Why the dense side failed in the last search ("" = it worked); callers read it
         # under the same lock as the search.
         self.dense_error = ""
+
+    def without_hooks(self, drop: Callable[[tuple[str, int]], bool]) -> HybridSearcher:
+        """The same searcher with the hooks of the clauses `drop` names taken out of both hook
+        indexes, as if those documents had none (for ablations)."""
+        keep = [i for i, key in enumerate(self.dense.hook_clauses) if not drop(key)]
+        dense = replace(self.dense, hook_clauses=[self.dense.hook_clauses[i] for i in keep],
+                        hook_kinds=[self.dense.hook_kinds[i] for i in keep], hooks=self.dense.hooks[keep])
+        texts = {key: text for key, text in self.hook_texts.items() if not drop(key)}
+        keys = sorted(texts)
+        hook_lexical = build_texts([f"{d}\x00{o}" for d, o in keys], [texts[k] for k in keys]) if keys else None
+        return HybridSearcher(self.table, self.lexical, dense, self.embedder, self.english_to_short,
+                              hook_lexical=hook_lexical, zh_aliases=self.zh_aliases, hook_texts=texts,
+                              ranker=self.ranker)
 
     def _mask(self, filters: Filters, which: str = "lexical") -> np.ndarray:
         if (which, filters) not in self._mask_cache:
@@ -113,77 +175,140 @@ class HybridSearcher:
                query_vector: np.ndarray | Exception | None = None) -> list[ScoredChunk]:
         """`query` is normalised; `extra_query` (a previous turn) widens recall only.
         `query_vector`: what `query_vector(query, extra_query)` returned or raised beforehand.
-        `reranker`: reorders the top 20 after fusion (a clause the question names stays first)."""
-        filters = filters or Filters()
-        weights = weights or DEFAULT_WEIGHTS
-        rankings: dict[str, list[tuple[str, int]]] = {}
-        raw: dict[str, dict[tuple[str, int], float]] = {}
-        tokens = query_tokens(query)
-        if "bm25" in retrievers:
-            toks = tokens + [t for t in query_tokens(extra_query) if t not in tokens]
-            lex_scores = self.lexical.scores(toks, self._mask(filters))
-            rankings["bm25"], raw["bm25"] = self._to_clauses(self.lexical.ranked(lex_scores, CANDIDATES))
-        hook_dense = Retriever.HOOKS in retrievers or Retriever.HOOKS_DENSE in retrievers
-        hook_lex = Retriever.HOOKS in retrievers or Retriever.HOOKS_LEX in retrievers
-        self.dense_error = ""
-        vec: np.ndarray | None = None
-        if "dense" in retrievers:
-            try:
-                if isinstance(query_vector, Exception):
-                    raise query_vector  # the embedder failed before the search began
-                vec = query_vector if query_vector is not None else self.query_vector(query, extra_query)
-            except Exception as exc:  # the embedder failed: the lexical side still answers
-                log.warning("dense retrieval failed: %s", exc)
-                self.dense_error = f"{type(exc).__name__}: {exc}"[:300]
-                if "bm25" not in retrievers:
-                    raise
-        if vec is not None:
-            cosines = self.dense.chunk_scores(vec)
-            chunk_mask = self._mask(filters, "dense")
-            top = top_indices(cosines, CANDIDATES, chunk_mask)
-            rankings["dense"], raw["dense"] = self._to_clauses(
-                [(self.dense.chunk_ids[i], float(cosines[i])) for i in top])
-            if hook_dense and self.dense.hook_clauses:
-                best = self.dense.best_hook_per_clause(vec)
-                seg_mask = self._mask(filters, "hook_segments")
-                top_h = top_indices(best, CANDIDATES, seg_mask)
-                raw[Score.HOOKS_DENSE] = {self.dense.segment_clauses[i]: round(float(best[i]), 6) for i in top_h}
-                rankings["dense"] = self._calibrated(
-                    cosines, chunk_mask, rankings["dense"], best, seg_mask, top_h)
-        if "bm25" in retrievers and hook_lex and self.hook_lexical is not None:
-            lex_mask = self._mask(filters)
-            own = lex_scores  # the clause text's bm25, scored once above
-            hook_mask = self._mask(filters, "hooks_lexical")
-            hook_bm25 = self.hook_lexical.scores(fold_english(toks), hook_mask)
-            top_h = top_indices(hook_bm25, CANDIDATES, hook_mask * (hook_bm25 > 0))
-            raw[Score.HOOKS_BM25] = {self._hook_keys[i]: round(float(hook_bm25[i]), 6) for i in top_h}
-            if top_h.size:
-                rankings["bm25"] = self._calibrated(own, lex_mask, rankings.get("bm25", []), hook_bm25, hook_mask,
-                                                    top_h, ids=self.lexical.chunk_ids,
-                                                    hook_keys=self._hook_keys)
-        fused = rrf({name: ranking for name, ranking in rankings.items()}, weights)
-        mentioned = self.mentioned_documents(query) | (self.mentioned_documents(extra_query) if extra_query else set())
-        if mentioned:
-            for key in fused:
-                if self.table.clauses[key].short_title in mentioned:
-                    fused[key] += DOC_BOOST
-        ref = self.reference(query)
-        exact = self.table.lookup(ref, filters) if ref else []
-        exact_keys = {clause_key_of(c) for c in exact}
-        for key in exact_keys:
-            fused[key] = EXACT_SCORE + fused.get(key, 0.0)
-        order = sorted(fused, key=lambda key: -fused[key])
+        With `Retriever.LEARNED` the shipped model reorders the fused top POOL; `reranker`
+        then reorders the top 20 (a clause the question names stays first either way)."""
+        run = self._fuse(query, filters or Filters(), retrievers, weights or DEFAULT_WEIGHTS, extra_query,
+                         query_vector)
+        order = run.order
+        confidence: dict[tuple[str, int], float] = {}
+        if Retriever.LEARNED in retrievers and self.ranker is not None:
+            head, pool = order[:run.exact_count], order[run.exact_count:run.exact_count + POOL]
+            if pool:
+                scores = self.ranker.score(feature_matrix(self.candidate_signals(run, pool), run.facts))
+                confidence = {key: float(p) for key, p in zip(pool, softmax(scores), strict=True)}
+                pool = [pool[i] for i in np.argsort(-scores, kind="stable")]
+            order = head + pool + order[run.exact_count + POOL:]
         if reranker is not None:
-            order = self._rerank(reranker, query, order, raw, exact_count=len(exact))
+            order = self._rerank(reranker, query, order, run.raw, exact_count=run.exact_count)
         results = []
         for rank, key in enumerate(order[:k], start=1):
             clause = self.table.clauses[key]
-            scores: dict[str, float | None] = {name.value: raw[name].get(key) for name in Score if name in raw}
+            scores_of = {name.value: run.raw[name].get(key) for name in Score if name in run.raw}
             text = clause.text.lower()
-            matched = [t for t in tokens if t in text]
-            results.append(ScoredChunk(chunk=clause, rank=rank, fused=round(fused[key], 6),
-                                       scores=scores, matched_terms=matched, exact=key in exact_keys))
+            matched = [t for t in run.tokens if t in text]
+            results.append(ScoredChunk(chunk=clause, rank=rank, fused=round(run.fused[key], 6),
+                                       scores=scores_of, matched_terms=matched, exact=key in run.exact_keys,
+                                       confidence=confidence.get(key)))
         return results
+
+    def candidates(self, query: str, *, filters: Filters | None = None,
+                   retrievers: tuple[str, ...] = DEFAULT_RETRIEVERS, extra_query: str = "",
+                   query_vector: np.ndarray | Exception | None = None
+                   ) -> tuple[list[tuple[str, int]], np.ndarray, int]:
+        """What the learned stage sees (for training it): the fused top POOL clauses after any
+        the question names, their feature matrix, and how many named clauses came first."""
+        run = self._fuse(query, filters or Filters(), retrievers, DEFAULT_WEIGHTS, extra_query, query_vector)
+        pool = run.order[run.exact_count:run.exact_count + POOL]
+        return pool, feature_matrix(self.candidate_signals(run, pool), run.facts), run.exact_count
+
+    def _fuse(self, query: str, filters: Filters, retrievers: tuple[str, ...], weights: dict[str, float],
+              extra_query: str, query_vector: np.ndarray | Exception | None) -> _Run:
+        """Every list scored and fused, clauses the question names first."""
+        run = _Run(tokens=query_tokens(query), facts=QueryFacts(english=detect_language(query) == "en",
+                                                                length=len(query)))
+        toks = run.tokens + [t for t in query_tokens(extra_query) if t not in run.tokens]
+        run.all_tokens = toks
+        if "bm25" in retrievers:
+            run.lex, run.lex_mask = self.lexical.scores(toks, self._mask(filters)), self._mask(filters)
+            run.rankings["bm25"], run.raw["bm25"] = self._to_clauses(self.lexical.ranked(run.lex, CANDIDATES))
+        hook_dense = Retriever.HOOKS in retrievers or Retriever.HOOKS_DENSE in retrievers
+        hook_lex = Retriever.HOOKS in retrievers or Retriever.HOOKS_LEX in retrievers
+        vec = self._vector(query, extra_query, retrievers, query_vector)
+        if vec is not None:
+            run.dense = cosines = self.dense.chunk_scores(vec)
+            run.dense_mask = chunk_mask = self._mask(filters, "dense")
+            top = top_indices(cosines, CANDIDATES, chunk_mask)
+            run.rankings["dense"], run.raw["dense"] = self._to_clauses(
+                [(self.dense.chunk_ids[i], float(cosines[i])) for i in top])
+            if hook_dense and self.dense.hook_clauses:
+                run.hook_dense = best = self.dense.best_hook_per_clause(vec)
+                run.hook_dense_mask = seg_mask = self._mask(filters, "hook_segments")
+                top_h = top_indices(best, CANDIDATES, seg_mask)
+                run.raw[Score.HOOKS_DENSE] = {self.dense.segment_clauses[i]: round(float(best[i]), 6)
+                                              for i in top_h}
+                run.rankings["dense"] = self._calibrated(
+                    cosines, chunk_mask, run.rankings["dense"], best, seg_mask, top_h)
+        if run.lex is not None and hook_lex and self.hook_lexical is not None:
+            run.hook_lex_mask = hook_mask = self._mask(filters, "hooks_lexical")
+            run.hook_lex = hook_bm25 = self.hook_lexical.scores(fold_english(toks), hook_mask)
+            top_h = top_indices(hook_bm25, CANDIDATES, hook_mask * (hook_bm25 > 0))
+            run.raw[Score.HOOKS_BM25] = {self._hook_keys[i]: round(float(hook_bm25[i]), 6) for i in top_h}
+            if top_h.size:
+                # The clause text's bm25, scored once above, joined with its hooks'.
+                run.rankings["bm25"] = self._calibrated(run.lex, self._mask(filters), run.rankings.get("bm25", []),
+                                                        hook_bm25, hook_mask, top_h, ids=self.lexical.chunk_ids,
+                                                        hook_keys=self._hook_keys)
+        run.fused = fused = rrf(dict(run.rankings), weights)
+        run.mentioned = self.mentioned_documents(query) | (
+            self.mentioned_documents(extra_query) if extra_query else set())
+        if run.mentioned:
+            for key in fused:
+                if self.table.clauses[key].short_title in run.mentioned:
+                    fused[key] += DOC_BOOST
+        ref = self.reference(query)
+        run.exact_keys = {clause_key_of(c) for c in (self.table.lookup(ref, filters) if ref else [])}
+        for key in run.exact_keys:
+            fused[key] = EXACT_SCORE + fused.get(key, 0.0)
+        run.order = sorted(fused, key=lambda key: -fused[key])
+        return run
+
+    def _vector(self, query: str, extra_query: str, retrievers: tuple[str, ...],
+                query_vector: np.ndarray | Exception | None) -> np.ndarray | None:
+        """The query vector, or None when dense is off or the embedder failed (then the
+        lexical side answers alone and `dense_error` says why)."""
+        self.dense_error = ""
+        if "dense" not in retrievers:
+            return None
+        try:
+            if isinstance(query_vector, Exception):
+                raise query_vector  # the embedder failed before the search began
+            return query_vector if query_vector is not None else self.query_vector(query, extra_query)
+        except Exception as exc:  # the embedder failed: the lexical side still answers
+            log.warning("dense retrieval failed: %s", exc)
+            self.dense_error = f"{type(exc).__name__}: {exc}"[:300]
+            if "bm25" not in retrievers:
+                raise
+            return None
+
+    def candidate_signals(self, run: _Run, keys: list[tuple[str, int]]) -> list[CandidateSignals]:
+        """The raw signals of these clauses in this run (see rag/qa/features.py)."""
+        lex_z = standardise(run.lex, run.lex_mask) if run.lex is not None else None
+        dense_z = standardise(run.dense, run.dense_mask) if run.dense is not None else None
+        hook_lex_z = standardise(run.hook_lex, run.hook_lex_mask) if run.hook_lex is not None else None
+        hook_dense_z = standardise(run.hook_dense, run.hook_dense_mask) if run.hook_dense is not None else None
+        lex_pos, dense_pos = self._positions(self.lexical.chunk_ids), self._positions(self.dense.chunk_ids)
+        hook_lex_at, hook_dense_at = self._hook_index(self._hook_keys), self._hook_index(self.dense.segment_clauses)
+        bm25_rank = {key: i for i, key in enumerate(run.rankings.get("bm25", []), start=1)}
+        dense_rank = {key: i for i, key in enumerate(run.rankings.get("dense", []), start=1)}
+        fused_rank = {key: i for i, key in enumerate(run.order, start=1)}
+        out = []
+        for key in keys:
+            clause = self.table.clauses[key]
+            chunk_ids = self._clause_chunks.get(key, [])
+            hooks_text = self.hook_texts.get(key, "")
+            out.append(CandidateSignals(
+                bm25=_best(run.lex, lex_pos, chunk_ids), bm25_z=_best(lex_z, lex_pos, chunk_ids),
+                dense=_best(run.dense, dense_pos, chunk_ids), dense_z=_best(dense_z, dense_pos, chunk_ids),
+                hook_bm25=_at(run.hook_lex, hook_lex_at.get(key)), hook_bm25_z=_at(hook_lex_z, hook_lex_at.get(key)),
+                hook_dense=_at(run.hook_dense, hook_dense_at.get(key)),
+                hook_dense_z=_at(hook_dense_z, hook_dense_at.get(key)),
+                has_hooks=bool(hooks_text), bm25_rank=bm25_rank.get(key), dense_rank=dense_rank.get(key),
+                fused_rank=fused_rank[key], doc_named=clause.short_title in run.mentioned,
+                coverage=coverage(clause.text + clause.section_path, run.all_tokens),
+                hook_coverage=coverage(hooks_text, run.all_tokens) if hooks_text else 0.0,
+                kind=clause.kind, doc_type=clause.doc_type, in_force=clause.status == IN_FORCE,
+                tokens=clause.token_count))
+        return out
 
     def _calibrated(self, own: np.ndarray, own_mask: np.ndarray, own_ranking: list[tuple[str, int]],
                     hook: np.ndarray, hook_mask: np.ndarray, hook_top: np.ndarray,
