@@ -1,4 +1,9 @@
-"""The JSON API served beside the Gradio UI: POST /api/ask and GET /api/health.
+"""The JSON API served beside the Gradio UI: POST /api/ask and GET /api/health (and the
+OpenAI-compatible /v1 routes of ui/openai_api.py, behind the same checks).
+
+Bodies are parsed by hand so that malformed JSON gets the same error shape as any other bad
+input; answers run in the thread pool so a slow question does not block the event loop that
+also serves the UI.
 
 Errors are always {"error": message, "hint": hint} so scripts can show them the
 way the CLI does: 400/413/422 for input the API cannot accept, 401 without the
@@ -215,30 +220,38 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return bytes(body)
 
 
-def add_api_routes(app: FastAPI, assistant: AssistantService, *, auth_token: str = "", rate_limit: int = 0) -> None:
-    """Register the JSON routes; they must be added before Gradio is mounted at '/'."""
+async def guarded_json(request: Request, auth_token: str, limiter: RateLimiter, rate_limit: int,
+                       read: bool = True) -> Any:
+    """What every JSON route checks first, in this order: the token (401), the client's rate
+    (429), the body's size (413) and its JSON (400); returns the parsed body (None unread)."""
+    if not bearer_ok(request, auth_token):
+        raise BadRequest("missing or wrong token", "send the header Authorization: Bearer <RAG_AUTH_TOKEN>",
+                         status=401, headers={"WWW-Authenticate": "Bearer"})
+    wait = limiter.check(request.client.host if request.client else "?")
+    if wait:
+        raise BadRequest(f"more than {rate_limit} requests per minute from this client",
+                         f"retry after {math.ceil(wait)} s", status=429,
+                         headers={"Retry-After": str(math.ceil(wait))})
+    if not read:
+        return None
+    raw = await read_body(request)
+    try:
+        return json.loads(raw or b"null")
+    except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, absurd nesting or digits
+        raise BadRequest(f"the body is not valid JSON: {str(exc)[:200]}", "send application/json",
+                         status=400) from exc
+
+
+def add_api_routes(app: FastAPI, assistant: AssistantService, *, auth_token: str = "",
+                   rate_limit: int = 0) -> RateLimiter:
+    """Register /api/ask and /api/health; they must be added before Gradio is mounted at '/'.
+    Returns the rate limiter, for the other JSON routes to share."""
     limiter = RateLimiter(rate_limit)
 
-    # The body is parsed by hand so that malformed JSON gets the same error shape
-    # as any other bad input; the answer itself runs in the thread pool so a slow
-    # question does not block the event loop that also serves the UI.
     @app.post("/api/ask")
     async def api_ask(request: Request) -> Any:
         try:
-            if not bearer_ok(request, auth_token):
-                raise BadRequest("missing or wrong token", "send the header Authorization: Bearer <RAG_AUTH_TOKEN>",
-                                 status=401, headers={"WWW-Authenticate": "Bearer"})
-            wait = limiter.check(request.client.host if request.client else "?")
-            if wait:
-                raise BadRequest(f"more than {rate_limit} requests per minute from this client",
-                                 f"retry after {math.ceil(wait)} s", status=429,
-                                 headers={"Retry-After": str(math.ceil(wait))})
-            raw = await read_body(request)
-            try:
-                payload = json.loads(raw or b"null")
-            except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, absurd nesting or digits
-                raise BadRequest(f"the body is not valid JSON: {str(exc)[:200]}", "send application/json",
-                                 status=400) from exc
+            payload = await guarded_json(request, auth_token, limiter, rate_limit)
             wants_docs = isinstance(payload, dict) and isinstance(payload.get("filters"), dict)
             known = await run_in_threadpool(known_documents, assistant) if wants_docs else None
             kwargs = parse_ask(payload, bool(assistant.llm_available), known)
@@ -268,3 +281,5 @@ def add_api_routes(app: FastAPI, assistant: AssistantService, *, auth_token: str
         except Exception:
             log.exception("health check failed")
             return error_response(500, "internal error in the health check", "see the server log")
+
+    return limiter

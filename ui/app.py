@@ -24,6 +24,7 @@ from rag.settings import REPO_ROOT, Settings
 from . import chat, render, tabs
 from .api import add_api_routes, token_matches
 from .labels import label, relabel_updates
+from .openai_api import add_openai_routes
 from .service import AssistantService
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,8 @@ def build_blocks(assistant: AssistantService, allow_upload: bool = False, allow_
 
 def build_app(assistant: AssistantService, allow_upload: bool = False, *, allow_benchmark: bool = False,
               auth_token: str = "", rate_limit: int = 0, sessions: int = 1000) -> FastAPI:
-    """The ASGI app: /api/ask and /api/health, with the Gradio UI mounted at /.
+    """The ASGI app: /api/ask, /api/health and the OpenAI-compatible /v1 routes, with the
+    Gradio UI mounted at /.
 
     With `auth_token` the API needs `Authorization: Bearer <token>` and the UI a
     login whose password is the token; `rate_limit` is requests per minute per
@@ -163,7 +165,8 @@ def build_app(assistant: AssistantService, allow_upload: bool = False, *, allow_
     # Swagger/ReDoc pages load their scripts from a CDN, which offline machines
     # cannot reach; the schema itself stays available.
     app = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
-    add_api_routes(app, assistant, auth_token=auth_token, rate_limit=rate_limit)
+    limiter = add_api_routes(app, assistant, auth_token=auth_token, rate_limit=rate_limit)
+    add_openai_routes(app, assistant, auth_token=auth_token, limiter=limiter, rate_limit=rate_limit)
     login: dict[str, Any] = {}
     if auth_token:
         login = {"auth": lambda _user, password: token_matches(password or "", auth_token),
@@ -199,7 +202,7 @@ def serve(assistant: AssistantService, *, host: str = "127.0.0.1", port: int = 7
     check_exposure(host, auth_token, insecure)
     app = build_app(assistant, allow_upload=allow_upload, allow_benchmark=allow_benchmark,
                     auth_token=auth_token, rate_limit=rate_limit, sessions=sessions)
-    log.info("web app on http://%s:%d (API: /api/ask, /api/health)", host, port)
+    log.info("web app on http://%s:%d (API: /api/ask, /api/health, /v1/chat/completions)", host, port)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
 
 
