@@ -331,6 +331,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from rag.feedback import FILE, FeedbackStore
+
+    s = _settings(args)
+    if not (s.data_dir / FILE).exists():
+        raise RagError(f"no feedback in {s.data_dir}", hint="feedback comes from `rag serve` (👍/👎, POST /api/feedback)")
+    store = FeedbackStore(s.data_dir, s.feedback_max)
+    if args.feedback_action == "list":
+        rows = store.rows("down" if args.down else None)
+        if args.json:
+            print(json.dumps([r.to_dict() for r in rows], ensure_ascii=False, indent=1))
+        for r in [] if args.json else rows:
+            fix = f" → {r.correct_label}" if r.correct_label else ""
+            print(f"#{r.id} {r.created} {'👍' if r.verdict == 'up' else '👎'} {r.question}{fix}"
+                  + (f" — {r.comment}" if r.comment else ""))
+        return 0
+    from rag.bench.feedback_items import feedback_items
+    from rag.qa.assistant import load_assistant
+
+    items, skipped = feedback_items(store.rows("down"), load_assistant(s).find)
+    with open(args.eval, "w", encoding="utf-8") as out:
+        out.writelines(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
+    for reason in skipped:
+        print(f"skipped: {reason}", file=sys.stderr)
+    print(f"{len(items)} benchmark items written to {args.eval} "
+          f"(run them with `rag eval --dataset {args.eval}`)")
+    return 0
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from rag.mcp_server import main as serve_mcp
+
+    serve_mcp(_settings(args), http=args.http, host=args.host, port=args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     env_help = "\n".join(f"  {k:<28} {v}" for k, v in ENV_DOC.items())
     p = argparse.ArgumentParser(prog="rag", description="Clause-cited Q&A over the ETDZ work plan and related laws.",
@@ -407,7 +443,28 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--insecure", action="store_true",
                     help="serve on a non-loopback --host without RAG_AUTH_TOKEN (trusted networks only)")
     sv.set_defaults(func=cmd_serve)
+    _add_mcp_parser(sub)
+    _add_feedback_parser(sub)
     return p
+
+
+def _add_feedback_parser(sub: Any) -> None:
+    f = sub.add_parser("feedback", help="users' 👍/👎 on answers; corrections as benchmark items")
+    fsub = f.add_subparsers(dest="feedback_action", required=True)
+    fl = fsub.add_parser("list", help="one line per feedback, oldest first")
+    fl.add_argument("--down", action="store_true", help="only 👎")
+    fl.add_argument("--json", action="store_true")
+    fe = fsub.add_parser("export", help="the corrections (👎 with the right clause) as benchmark items")
+    fe.add_argument("--eval", required=True, metavar="FILE.jsonl", help="write the items here (eval/README.md format)")
+    f.set_defaults(func=cmd_feedback)
+
+
+def _add_mcp_parser(sub: Any) -> None:
+    m = sub.add_parser("mcp", help="serve the assistant to MCP clients (stdio, or --http)")
+    m.add_argument("--http", action="store_true", help="streamable HTTP at http://HOST:PORT/mcp instead of stdio")
+    m.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (default), localhost or ::1")
+    m.add_argument("--port", type=int, default=8765)
+    m.set_defaults(func=cmd_mcp)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,6 +59,7 @@ class Settings:
     # dropped first); Gradio's own default of 10,000 would let RSS grow by ~1.7 GB.
     ui_sessions: int = 1000
     as_of: str = ""  # YYYY-MM-DD: versions are chosen as in force on this date; "" = today
+    feedback_max: int = 10_000  # rows kept in <data_dir>/feedback.sqlite3 (the oldest 👍 go first)
 
     @property
     def as_of_date(self) -> str:
@@ -89,7 +90,7 @@ _ENV = {
     "llm_api_key": "OPENAI_API_KEY", "llm_max_context_tokens": "RAG_LLM_MAX_CONTEXT_TOKENS",
     "llm_timeout": "RAG_LLM_TIMEOUT",
     "auth_token": "RAG_AUTH_TOKEN", "rate_limit": "RAG_RATE_LIMIT", "ui_sessions": "RAG_UI_SESSIONS",
-    "as_of": "RAG_AS_OF",
+    "as_of": "RAG_AS_OF", "feedback_max": "RAG_FEEDBACK_MAX",
 }
 ENV_DOC = {
     "RAG_DATA_DIR": "where the index, caches and remembered sources live (default .rag)",
@@ -114,6 +115,7 @@ ENV_DOC = {
     "RAG_RATE_LIMIT": "rag serve: /api/ask requests per minute per client address (default 60, 0 = off)",
     "RAG_UI_SESSIONS": "rag serve: web chat sessions kept in memory, least recently used dropped first (default 1000)",
     "RAG_AS_OF": "YYYY-MM-DD: index and cite the law versions in force on this date (default today)",
+    "RAG_FEEDBACK_MAX": "feedback rows kept in the data dir; past it the oldest thumbs-up go first (default 10000)",
 }
 
 
@@ -163,6 +165,9 @@ def from_env(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
     if not 0 <= settings.abstain_confidence < 1:
         raise ConfigError(f"RAG_ABSTAIN_CONFIDENCE={settings.abstain_confidence} is not a probability",
                           hint="give a number from 0 (never abstain for it) to below 1, e.g. 0.25")
+    if settings.feedback_max < 1:
+        raise ConfigError(f"RAG_FEEDBACK_MAX={settings.feedback_max} must be at least 1",
+                          hint="give the number of feedback rows to keep, e.g. 10000")
     if settings.token_cap < 50:
         raise ConfigError(f"token cap {settings.token_cap} is too small", hint="use at least 50")
     return settings

@@ -330,3 +330,36 @@ def test_enter_asks_and_shift_enter_breaks_the_line(browser: Any) -> None:
                                timeout=ANSWER_TIMEOUT_MS)
         assert "第二行" in page.locator("#transcript .msg.user").inner_text()
         context.close()
+
+
+def test_feedback_under_an_answer_is_stored_and_shown_escaped(tiny_settings: Any, tmp_path: Path,
+                                                               page: Any) -> None:
+    import shutil
+    from dataclasses import replace
+
+    from rag.feedback import FeedbackStore
+    from rag.qa.assistant import Assistant
+
+    data_dir = tmp_path / "data"  # a copy of the tiny index: the feedback lands in this test's own
+    shutil.copytree(tiny_settings.data_dir, data_dir)
+    with LiveServer(Assistant(replace(tiny_settings, data_dir=data_dir))) as live:
+        open_app(page, live.url)
+        ask(page, "M0用地能建住宅吗？")
+        page.click("#fb-down")
+        page.locator("#fb-doc input").click()
+        page.get_by_role("option", name="外商投资法", exact=True).click()
+        page.locator("#fb-clause input").fill("第二十一条")
+        page.get_by_role("option", name="《外商投资法》第二十一条", exact=True).click()
+        page.fill("#fb-comment textarea", f"{SCRIPT} {IMG}")
+        page.click("#fb-send")
+        page.wait_for_selector("#fb-status-text", timeout=30_000)
+        status = page.locator("#fb-status").inner_text()
+        shot(page, "feedback.png")
+        assert "《外商投资法》第二十一条" in status and SCRIPT in status and IMG in status  # as text
+        assert page.locator("#fb-status script, #fb-status img").count() == 0
+        (row,) = FeedbackStore(data_dir).rows()
+        assert (row.verdict, row.correct_label, row.question) == ("down", "《外商投资法》第二十一条", "M0用地能建住宅吗？")
+        assert row.citations == ["《工作方案》（十三）"]
+        page.click("#fb-up")
+        page.wait_for_function("() => document.querySelector('#fb-status').innerText.includes('#2')")
+        assert [r.verdict for r in FeedbackStore(data_dir).rows()] == ["down", "up"]

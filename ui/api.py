@@ -20,13 +20,16 @@ import math
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from rag.errors import IndexMismatchError, IndexNotFoundError, RagError
+from rag.corpus.normalize import unusable_character
+from rag.errors import ConfigError, IndexMismatchError, IndexNotFoundError, RagError
+from rag.feedback import FeedbackStore, check_feedback
 from rag.qa.assistant import Filters
 
 from .service import AssistantService
@@ -61,16 +64,9 @@ def rag_error_status(exc: RagError) -> int:
 
 
 def check_text(name: str, text: str) -> None:
-    """Refuse text no codec can carry (lone surrogates) and control characters:
-    they are never part of a real question and would otherwise surface deep inside."""
-    for i, ch in enumerate(text):
-        code = ord(ch)
-        if 0xD800 <= code <= 0xDFFF:
-            raise BadRequest(f"{name} holds invalid Unicode (a lone surrogate U+{code:04X} at position {i})",
-                             "send the text as valid UTF-8")
-        if (code < 0x20 and ch not in "\t\n\r") or 0x7F <= code <= 0x9F:
-            what = "a NUL character" if code == 0 else f"a control character U+{code:04X}"
-            raise BadRequest(f"{name} holds {what} at position {i}", "remove control characters and send again")
+    problem, hint = unusable_character(text)
+    if problem:
+        raise BadRequest(f"{name} {problem}", hint)
 
 
 def parse_ask(body: Any, llm_available: bool,
@@ -243,8 +239,9 @@ async def guarded_json(request: Request, auth_token: str, limiter: RateLimiter, 
 
 
 def add_api_routes(app: FastAPI, assistant: AssistantService, *, auth_token: str = "",
-                   rate_limit: int = 0) -> RateLimiter:
-    """Register /api/ask and /api/health; they must be added before Gradio is mounted at '/'.
+                   rate_limit: int = 0, feedback_max: int = 10_000) -> RateLimiter:
+    """Register /api/ask, /api/feedback and /api/health; they must be added before Gradio is
+    mounted at '/'.
     Returns the rate limiter, for the other JSON routes to share."""
     limiter = RateLimiter(rate_limit)
 
@@ -265,6 +262,37 @@ def add_api_routes(app: FastAPI, assistant: AssistantService, *, auth_token: str
         except Exception:
             log.exception("ask failed")
             return error_response(500, "internal error while answering", "see the server log")
+
+    @app.post("/api/feedback")
+    async def api_feedback(request: Request) -> Any:
+        try:
+            payload = await guarded_json(request, auth_token, limiter, rate_limit)
+            if assistant.data_dir is None:
+                raise BadRequest("this server keeps no feedback (the demo assistant)", "start it with `rag serve`",
+                                 status=404)
+            try:
+                fb = check_feedback(payload)
+            except ConfigError as exc:
+                raise BadRequest(exc.message, exc.hint) from exc
+            if fb.correct_label:
+                found = await run_in_threadpool(assistant.find, fb.correct_label)
+                if len(found) != 1:
+                    raise BadRequest(f"correct_label {fb.correct_label!r} names no single clause of the corpus",
+                                     "give a label such as 外商投资法第二十一条 or 《工作方案》（十三） "
+                                     "(any form `rag corpus show` accepts)")
+                fb = replace(fb, correct_label=found[0].label)
+            health = await run_in_threadpool(assistant.health)
+            store = FeedbackStore(assistant.data_dir, feedback_max)
+            stored = await run_in_threadpool(store.add, replace(fb, build=str(health.index.get("build", ""))))
+            return JSONResponse(stored.to_dict(), status_code=201)
+        except BadRequest as exc:
+            return error_response(exc.status, exc.message, exc.hint, exc.headers)
+        except RagError as exc:
+            log.warning("feedback failed: %s", exc)
+            return error_response(507 if "full" in exc.message else rag_error_status(exc), exc.message, exc.hint)
+        except Exception:
+            log.exception("feedback failed")
+            return error_response(500, "internal error while storing feedback", "see the server log")
 
     @app.get("/api/health")
     async def api_health(request: Request) -> Any:

@@ -112,7 +112,8 @@ mark.term { background: #bfdbfe; }
 """
 
 
-def build_blocks(assistant: AssistantService, allow_upload: bool = False, allow_benchmark: bool = False) -> gr.Blocks:
+def build_blocks(assistant: AssistantService, allow_upload: bool = False, allow_benchmark: bool = False,
+                 feedback_max: int = 10_000) -> gr.Blocks:
     with gr.Blocks(title=TITLE, analytics_enabled=False) as blocks:
         with gr.Row(equal_height=True):
             gr.HTML('<div id="app-title"><h1>国家级经开区政策问答 · ETDZ Policy Q&amp;A</h1>'
@@ -126,7 +127,7 @@ def build_blocks(assistant: AssistantService, allow_upload: bool = False, allow_
                     elem_id="index-error")
         with gr.Tabs():
             with gr.Tab("问答 Chat", id="chat"):
-                chat_parts = chat.build_chat_tab(assistant, lang_choice)
+                chat_parts = chat.build_chat_tab(assistant, lang_choice, feedback_max)
             with gr.Tab("命中测试 Retrieval test", id="search"):
                 search_parts = tabs.build_search_tab(assistant, lang_choice)
             with gr.Tab("语料 Corpus", id="corpus", elem_id="corpus-tab"):
@@ -150,7 +151,8 @@ def build_blocks(assistant: AssistantService, allow_upload: bool = False, allow_
 
 
 def build_app(assistant: AssistantService, allow_upload: bool = False, *, allow_benchmark: bool = False,
-              auth_token: str = "", rate_limit: int = 0, sessions: int = 1000) -> FastAPI:
+              auth_token: str = "", rate_limit: int = 0, sessions: int = 1000,
+              feedback_max: int = 10_000) -> FastAPI:
     """The ASGI app: /api/ask, /api/health and the OpenAI-compatible /v1 routes, with the
     Gradio UI mounted at /.
 
@@ -158,14 +160,15 @@ def build_app(assistant: AssistantService, allow_upload: bool = False, *, allow_
     login whose password is the token; `rate_limit` is requests per minute per
     client address on /api/ask (0 = off); `sessions` caps the web chat sessions
     kept in memory (the least recently used go first)."""
-    blocks = build_blocks(assistant, allow_upload, allow_benchmark)
+    blocks = build_blocks(assistant, allow_upload, allow_benchmark, feedback_max)
     # Every visitor's session keeps a copy of the page config and the conversation
     # (~175 KB measured) until evicted; Gradio keeps 10,000 by default.
     blocks.state_session_capacity = sessions
     # Swagger/ReDoc pages load their scripts from a CDN, which offline machines
     # cannot reach; the schema itself stays available.
     app = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
-    limiter = add_api_routes(app, assistant, auth_token=auth_token, rate_limit=rate_limit)
+    limiter = add_api_routes(app, assistant, auth_token=auth_token, rate_limit=rate_limit,
+                             feedback_max=feedback_max)
     add_openai_routes(app, assistant, auth_token=auth_token, limiter=limiter, rate_limit=rate_limit)
     login: dict[str, Any] = {}
     if auth_token:
@@ -195,13 +198,13 @@ def check_exposure(host: str, auth_token: str, insecure: bool) -> None:
 
 def serve(assistant: AssistantService, *, host: str = "127.0.0.1", port: int = 7860, allow_upload: bool = False,
           allow_benchmark: bool = False, auth_token: str = "", rate_limit: int = 0,
-          insecure: bool = False, sessions: int = 1000) -> None:
+          insecure: bool = False, sessions: int = 1000, feedback_max: int = 10_000) -> None:
     """Serve the UI and the API until interrupted (blocking)."""
     import uvicorn
 
     check_exposure(host, auth_token, insecure)
     app = build_app(assistant, allow_upload=allow_upload, allow_benchmark=allow_benchmark,
-                    auth_token=auth_token, rate_limit=rate_limit, sessions=sessions)
+                    auth_token=auth_token, rate_limit=rate_limit, sessions=sessions, feedback_max=feedback_max)
     log.info("web app on http://%s:%d (API: /api/ask, /api/health, /v1/chat/completions)", host, port)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
 
@@ -215,7 +218,7 @@ def serve_settings(settings: Settings, *, host: str, port: int, allow_upload: bo
     assistant: AssistantService = load_assistant(settings)
     serve(assistant, host=host, port=port, allow_upload=allow_upload, allow_benchmark=allow_benchmark,
           auth_token=settings.auth_token, rate_limit=settings.rate_limit, sessions=settings.ui_sessions,
-          insecure=insecure)
+          insecure=insecure, feedback_max=settings.feedback_max)
 
 
 def _is_loopback(host: str) -> bool:

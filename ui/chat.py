@@ -16,6 +16,7 @@ from rag.models import DOC_TYPES, AskResult
 from rag.qa.assistant import Filters
 
 from . import render
+from .feedback import build_feedback_panel
 from .labels import label
 from .service import AssistantService
 from .tabs import safe_documents
@@ -90,13 +91,6 @@ def history_of(turns: list[dict[str, Any]]) -> list[dict[str, str]]:
             history.append({"role": "user", "content": turn["question"]})
             history.append({"role": "assistant", "content": turn["result"].answer})
     return history
-
-
-def last_result(turns: list[dict[str, Any]] | None) -> AskResult | None:
-    for turn in reversed(turns or []):
-        if turn.get("result") is not None or turn.get("error"):
-            return turn.get("result")
-    return None
 
 
 def panel_language(result: AskResult | None, choice: str) -> str:
@@ -204,7 +198,7 @@ def _search_settings(assistant: AssistantService) -> tuple[Any, ...]:
     return settings_acc, doc_ids, doc_types, in_force, mode, k
 
 
-def build_chat_tab(assistant: AssistantService, lang_choice: gr.Radio) -> dict[str, Any]:
+def build_chat_tab(assistant: AssistantService, lang_choice: gr.Radio, feedback_max: int = 10_000) -> dict[str, Any]:
     """Lay out the chat tab inside the current Blocks; returns components for language updates."""
     turns = gr.State([])
     # Citations sit beside the conversation; on a phone the columns stack and the
@@ -221,6 +215,7 @@ def build_chat_tab(assistant: AssistantService, lang_choice: gr.Radio) -> dict[s
                 ask_btn = gr.Button(label("ask"), variant="primary", elem_id="ask-btn", min_width=100)
                 copy_btn = gr.Button(label("copy"), elem_id="copy-btn", min_width=100)
                 clear_btn = gr.Button(label("clear"), elem_id="clear-btn", min_width=100)
+            feedback_parts = build_feedback_panel(assistant, turns, feedback_max)
         with gr.Column(scale=2, min_width=320, elem_id="cite-column"):
             cite_pick = gr.Radio([], label=label("pick"), elem_id="cite-pick")
             citations = gr.HTML(render.render_citations(None, "both"), elem_id="cite-panel", js_on_load=None)
@@ -248,7 +243,7 @@ def build_chat_tab(assistant: AssistantService, lang_choice: gr.Radio) -> dict[s
             chat, inputs, outputs, api_visibility="private", **queue)
 
     def focus(n: str | None, state: list[dict[str, Any]], choice: str) -> str:
-        result = last_result(state)
+        result = render.last_result(state)
         return render.render_citations(result, panel_language(result, choice), int(n) if n else None,
                                        clause_text=clause_text_of(assistant))
 
@@ -263,7 +258,7 @@ def build_chat_tab(assistant: AssistantService, lang_choice: gr.Radio) -> dict[s
     copy_btn.click(None, markdown, None, js=COPY_JS, api_visibility="private")
 
     def relabel(state: list[dict[str, Any]], choice: str) -> tuple[str, str]:
-        result = last_result(state)
+        result = render.last_result(state)
         return render.render_transcript(state or [], choice), \
             render.render_citations(result, panel_language(result, choice), clause_text=clause_text_of(assistant))
 
@@ -272,5 +267,5 @@ def build_chat_tab(assistant: AssistantService, lang_choice: gr.Radio) -> dict[s
         "question": question, "ask": ask_btn, "copy": copy_btn, "clear": clear_btn,
         "examples": examples_acc, "settings": settings_acc, "documents": doc_ids,
         "doc_types": doc_types, "in_force": in_force, "mode": mode, "k": k, "markdown": md_acc,
-        "raw": raw_acc, "pick": cite_pick,
+        "raw": raw_acc, "pick": cite_pick, **feedback_parts,
     }

@@ -428,3 +428,11 @@ def render_upload_summary(summary: AddedFiles) -> str:
         rows = "".join(f"<li>{escape(s['path'])}: {escape(s['reason'])}</li>" for s in summary.skipped)
         skipped_html = f'<div class="warnings"><strong>⚠ 未加入 Skipped</strong><ul>{rows}</ul></div>'
     return f'<div class="ok-box">✓ 已加入索引 Added<ul>{items}</ul></div>{skipped_html}'
+
+
+def last_result(turns: list[dict[str, Any]] | None) -> AskResult | None:
+    """The result of the last answered turn of a conversation (None while none has one)."""
+    for turn in reversed(turns or []):
+        if turn.get("result") is not None or turn.get("error"):
+            return turn.get("result")
+    return None

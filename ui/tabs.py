@@ -15,6 +15,8 @@ import gradio as gr
 from rag.corpus.loaders import check_content
 from rag.corpus.normalize import detect_language
 from rag.errors import RagError
+from rag.feedback import FILE as FEEDBACK_FILE
+from rag.feedback import FeedbackStore
 from rag.index.clauses import Filters
 
 from . import render
@@ -228,6 +230,15 @@ def compare_with_latest(choice: str | None, folder: Path | None = None) -> str:
     return render_comparison(result)
 
 
+def feedback_count(data_dir: Path | None) -> str:
+    """How many 👎 users left (each a correction to turn into a benchmark item)."""
+    if data_dir is None or not (data_dir / FEEDBACK_FILE).exists():
+        return ""
+    down = FeedbackStore(data_dir).count_down()
+    return (f'<div class="feedback-count">👎 {down} · 用户反馈的错误答案 · answers users marked wrong — '
+            '<code>rag feedback export --eval FILE.jsonl</code> turns the corrections into benchmark items</div>')
+
+
 def build_benchmark_tab(assistant: AssistantService, dev_path: Path,
                         allow_run: bool = False) -> tuple[dict[str, Any], list[Any]]:
     """The report; the run button (minutes of CPU per click) only when the operator allows it."""
@@ -237,6 +248,7 @@ def build_benchmark_tab(assistant: AssistantService, dev_path: Path,
         run_btn = gr.Button(label("run_bench"), variant="primary", scale=2, elem_id="run-bench",
                             visible=allow_run)
     status = gr.HTML(js_on_load=None, elem_id="bench-status")
+    feedback = gr.HTML(feedback_count(assistant.data_dir), js_on_load=None, elem_id="bench-feedback")
     # The chart first: the report ends with a long failure table.
     image = gr.Image(chart, type="pil", label="chart.png", interactive=False, visible=chart is not None,
                      buttons=["download", "fullscreen"], elem_id="bench-chart")
@@ -255,6 +267,7 @@ def build_benchmark_tab(assistant: AssistantService, dev_path: Path,
         return (status_html, *load_report_updates())
 
     refresh_btn.click(load_report_updates, None, [report, image], api_visibility="private")
+    refresh_btn.click(lambda: feedback_count(assistant.data_dir), None, feedback, api_visibility="private")
     if not allow_run:
         # No event at all: a hidden button with a handler could still be called by its id.
         return {"refresh": refresh_btn}, [report, image]

@@ -212,3 +212,18 @@ def detect_language(text: str) -> str:
     if han >= 4 and words <= 2:
         return "zh"
     return "mixed" if han >= 2 else "en"
+
+
+def unusable_character(text: str) -> tuple[str, str]:
+    """("", "") for text a question may hold; else what is wrong and what to do, for the
+    first lone surrogate (no codec carries it) or control character (never part of a real
+    question, and it would surface deep inside): what every entry point refuses."""
+    for i, ch in enumerate(text):
+        code = ord(ch)
+        if 0xD800 <= code <= 0xDFFF:
+            return (f"holds invalid Unicode (a lone surrogate U+{code:04X} at position {i})",
+                    "send the text as valid UTF-8")
+        if (code < 0x20 and ch not in "\t\n\r") or 0x7F <= code <= 0x9F:
+            what = "a NUL character" if code == 0 else f"a control character U+{code:04X}"
+            return f"holds {what} at position {i}", "remove control characters and send again"
+    return "", ""
