@@ -114,6 +114,31 @@ def chat_ask(port: int, inputs: list[Any], timeout: float) -> list[Any]:
     return json.loads(data)
 
 
+def openai_ask(port: int, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """One question through the OpenAI-compatible endpoint, streamed as a chat client asks it;
+    the answer put together from its chunks (text, then the citations of the last one)."""
+    messages = [*body.get("history", []), {"role": "user", "content": body["question"]}]
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("POST", "/v1/chat/completions", headers={"content-type": "application/json"},
+                     body=json.dumps({"model": "etdz-extractive", "stream": True, "messages": messages},
+                                     ensure_ascii=False).encode("utf-8"))
+        resp = conn.getresponse()
+        raw = resp.read().decode("utf-8")
+    finally:
+        conn.close()
+    if resp.status != 200:
+        raise RuntimeError(f"HTTP {resp.status}: {raw[:200]}")
+    events = [line[5:].strip() for line in raw.splitlines() if line.startswith("data:")]
+    if not events or events[-1] != "[DONE]":
+        raise RuntimeError(f"the stream did not end with [DONE]: {raw[-200:]}")
+    chunks = [json.loads(e) for e in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    last = chunks[-1]
+    return {"abstained": last["etdz"]["abstained"], "answer": text,
+            "citations": last["choices"][0]["delta"]["citations"]}
+
+
 def fingerprint(answer: dict[str, Any]) -> tuple[Any, ...]:
     """What must not differ between a concurrent and a lone answer."""
     return (answer.get("abstained"), answer.get("answer"),
@@ -148,6 +173,9 @@ class LoadReport:
     chat_requests: int = 0  # the Gradio chat, asked at the same time through its HTTP endpoint
     chat_errors: int = 0
     chat_mismatches: int = 0
+    openai_requests: int = 0  # streaming chat-completions clients at the same time
+    openai_errors: int = 0
+    openai_mismatches: int = 0
 
     def percentile(self, p: float) -> float:
         if not self.latencies:
@@ -177,6 +205,8 @@ class LoadReport:
             ("RSS growth Q2 → Q4", f"{self.rss_growth * 100:+.1f} %"),
             ("web chat at the same time: requests / errors / differing", f"{self.chat_requests} / "
              f"{self.chat_errors} / {self.chat_mismatches}"),
+            ("streamed /v1/chat/completions at the same time: requests / errors / differing",
+             f"{self.openai_requests} / {self.openai_errors} / {self.openai_mismatches}"),
         ]
         return "| measure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
@@ -185,6 +215,7 @@ class LoadReport:
         """The pass criteria: no errors, no cross-talk, memory flat in the second half."""
         return (self.errors == 0 and self.mismatches == 0 and self.requests > 0
                 and self.chat_errors == 0 and self.chat_mismatches == 0
+                and self.openai_errors == 0 and self.openai_mismatches == 0
                 and self.rss_growth <= MAX_RSS_GROWTH)
 
 
@@ -228,7 +259,8 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
 
 def drive(port: int, pid: int, bodies: list[dict[str, Any]], reference: dict[int, tuple[Any, ...]],
           clients: int, per_client: int, deadline_s: float, request_timeout: float,
-          chat_clients: int = 0, chat_requests: int = 0) -> LoadReport:
+          chat_clients: int = 0, chat_requests: int = 0, openai_clients: int = 0,
+          openai_requests: int = 0) -> LoadReport:
     report = LoadReport(clients, per_client, len(bodies))
     total = clients * per_client
     lock = threading.Lock()
@@ -299,9 +331,32 @@ def drive(port: int, pid: int, bodies: list[dict[str, Any]], reference: dict[int
                         report.error_samples.append(f"chat mismatch on {bodies[i]['body']['question']!r}: "
                                                     f"{mismatch(fingerprint(raw), reference[i])}")
 
+    def openai_client(cid: int) -> None:
+        rng = random.Random(2000 + cid)
+        for _ in range(openai_requests):
+            if time.monotonic() > stop_at:
+                return
+            i = rng.randrange(len(bodies))
+            try:
+                got, problem = fingerprint(openai_ask(port, bodies[i]["body"], request_timeout)), ""
+            except Exception as exc:  # noqa: BLE001 - any failure is an error to report
+                got, problem = (), f"chat completion failed: {type(exc).__name__}: {exc}"[:300]
+            with lock:
+                report.openai_requests += 1
+                if problem:
+                    report.openai_errors += 1
+                    if len(report.error_samples) < 5:
+                        report.error_samples.append(problem)
+                elif got != reference[i]:
+                    report.openai_mismatches += 1
+                    if len(report.error_samples) < 5:
+                        report.error_samples.append(f"chat completion mismatch on {bodies[i]['body']['question']!r}: "
+                                                    f"{mismatch(got, reference[i])}")
+
     t0 = time.perf_counter()
     threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in range(clients)]
     threads += [threading.Thread(target=chat_client, args=(c,), daemon=True) for c in range(chat_clients)]
+    threads += [threading.Thread(target=openai_client, args=(c,), daemon=True) for c in range(openai_clients)]
     for t in threads:
         t.start()
     for t in threads:
@@ -313,7 +368,8 @@ def drive(port: int, pid: int, bodies: list[dict[str, Any]], reference: dict[int
 
 
 def run_load(*, clients: int = 16, requests: int = 50, distinct: int = 300, cold: bool = True,
-             chat_clients: int = 2, chat_requests: int = 20, env: dict[str, str] | None = None,
+             chat_clients: int = 2, chat_requests: int = 20, openai_clients: int = 2, openai_requests: int = 20,
+             env: dict[str, str] | None = None,
              deadline_s: float = 900, request_timeout: float = 60, startup_timeout: float = 300,
              log_path: Path = ROOT / "bench" / "out" / "load-server.log") -> LoadReport:
     env = dict(os.environ if env is None else env)
@@ -336,7 +392,7 @@ def run_load(*, clients: int = 16, requests: int = 50, distinct: int = 300, cold
             proc = start_server(port, env, log_path)
             wait_healthy(port, proc, startup_timeout)
         return drive(port, proc.pid, bodies, reference, clients, requests, deadline_s, request_timeout,
-                     chat_clients, chat_requests)
+                     chat_clients, chat_requests, openai_clients, openai_requests)
     finally:
         stop_server(proc)
 
@@ -349,6 +405,9 @@ def main() -> int:
                    help="distinct questions drawn from eval/*.jsonl (mostly new to the server)")
     p.add_argument("--chat-clients", type=int, default=2, help="web chat users (Gradio queue over HTTP) at the same time")
     p.add_argument("--chat-requests", type=int, default=20, help="questions per chat user")
+    p.add_argument("--openai-clients", type=int, default=2,
+                   help="streaming /v1/chat/completions clients at the same time")
+    p.add_argument("--openai-requests", type=int, default=20, help="questions per chat-completions client")
     p.add_argument("--warm", action="store_true",
                    help="keep the server that answered the lone questions (its caches are warm)")
     p.add_argument("--deadline", type=float, default=900, help="seconds before the clients stop asking")
@@ -356,7 +415,8 @@ def main() -> int:
     args = p.parse_args()
     report = run_load(clients=args.clients, requests=args.requests, distinct=args.distinct,
                       cold=not args.warm, chat_clients=args.chat_clients,
-                      chat_requests=args.chat_requests, deadline_s=args.deadline)
+                      chat_requests=args.chat_requests, openai_clients=args.openai_clients,
+                      openai_requests=args.openai_requests, deadline_s=args.deadline)
     text = report.table()
     if report.error_samples:
         text += "\n\nfirst problems:\n" + "\n".join(f"- {s}" for s in report.error_samples)

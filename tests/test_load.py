@@ -19,13 +19,17 @@ def test_small_load_run_has_no_errors_and_no_cross_talk(hash_index, tmp_path):
     load = bench_load
     env = {**os.environ, "RAG_DATA_DIR": str(hash_index.data_dir), "RAG_CACHE_DIR": str(hash_index.cache_dir),
            "RAG_CORPUS_DIR": str(hash_index.corpus_dir), "RAG_EMBEDDER": "hash", "RAG_RATE_LIMIT": "5"}
-    report = load.run_load(clients=4, requests=10, distinct=12, chat_clients=2, chat_requests=5, env=env,
+    report = load.run_load(clients=4, requests=10, distinct=12, chat_clients=2, chat_requests=5,
+                           openai_clients=2, openai_requests=5, env=env,
                            deadline_s=120, request_timeout=30, startup_timeout=120,
                            log_path=tmp_path / "server.log")
     table = report.table()
     assert report.requests == 40 and report.errors == 0 and report.mismatches == 0, (table, report.error_samples)
     # The web chat asked at the same time, through the same Assistant, and got the lone answers.
     assert (report.chat_requests, report.chat_errors, report.chat_mismatches) == (10, 0, 0), (
+        table, report.error_samples)
+    # So did two streaming /v1/chat/completions clients (follow-ups with their history too).
+    assert (report.openai_requests, report.openai_errors, report.openai_mismatches) == (10, 0, 0), (
         table, report.error_samples)
     assert len(report.rss_mb) == 5 and all(m > 50 for m in report.rss_mb)
     assert "p50 / p95 / p99" in table and "| requests | 40 |" in table

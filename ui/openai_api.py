@@ -9,7 +9,8 @@ ChatOpenAI) can ask the assistant.
   quoted clauses, or an LLM answer checked against them). `stream: true` sends server-sent
   events in the standard chunk format, ending with `data: [DONE]`.
 - The answer text keeps its [n] markers and source list; the structured citations travel in
-  `message.citations` (and in the last stream chunk's `delta.citations`).
+  `message.citations` (and in the last stream chunk's `delta.citations`), `etdz` holds
+  abstained, warnings, mode and the resolved question (in the last chunk too).
 - Same bearer token, rate limit and body limit as /api/ask; errors in OpenAI's shape
   {"error": {"message", "type", "param", "code"}}.
 """
@@ -110,9 +111,13 @@ def completion(result: AskResult, model: str, completion_id: str, created: int) 
                      "message": {"role": "assistant", "content": result.answer,
                                  "citations": [c.to_dict() for c in result.citations]}}],
         "usage": _usage(result.question, result.answer),
-        "etdz": {"abstained": result.abstained, "warnings": result.warnings, "mode": result.mode,
-                 "resolved_question": result.resolved_question},
+        "etdz": _etdz(result),
     }
+
+
+def _etdz(result: AskResult) -> dict[str, Any]:
+    return {"abstained": result.abstained, "warnings": result.warnings, "mode": result.mode,
+            "resolved_question": result.resolved_question}
 
 
 def _usage(prompt: str, answer: str) -> dict[str, int]:
@@ -121,9 +126,9 @@ def _usage(prompt: str, answer: str) -> dict[str, int]:
 
 
 def _chunk(completion_id: str, created: int, model: str, delta: dict[str, Any],
-           finish: str | None = None) -> str:
+           finish: str | None = None, **extra: Any) -> str:
     data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
@@ -139,7 +144,8 @@ def stream_events(pieces: Iterator[str | AskResult], model: str, completion_id: 
                 if rest:
                     yield _chunk(completion_id, created, model, {"content": rest})
                 yield _chunk(completion_id, created, model,
-                             {"citations": [c.to_dict() for c in piece.citations]}, finish="stop")
+                             {"citations": [c.to_dict() for c in piece.citations]}, finish="stop",
+                             etdz=_etdz(piece))
             elif piece:
                 streamed += piece
                 yield _chunk(completion_id, created, model, {"content": piece})
