@@ -66,9 +66,21 @@ class _Run:
     mentioned: set[str] = field(default_factory=set)
     exact_keys: set[tuple[str, int]] = field(default_factory=set)
 
+    zs: dict[str, np.ndarray] = field(default_factory=dict)
+
     @property
     def exact_count(self) -> int:
         return len(self.exact_keys)
+
+    def z(self, name: str) -> np.ndarray | None:
+        """The z-scores of one of the score arrays above over its allowed population, computed
+        once (the hook fusion and the learned stage both read them)."""
+        values, mask = getattr(self, name), getattr(self, f"{name}_mask")
+        if values is None:
+            return None
+        if name not in self.zs:
+            self.zs[name] = standardise(values, mask)
+        return self.zs[name]
 
 
 def _best(values: np.ndarray | None, positions: dict[str, int], chunk_ids: list[str]) -> float | None:
@@ -237,7 +249,7 @@ class HybridSearcher:
                 run.raw[Score.HOOKS_DENSE] = {self.dense.segment_clauses[i]: round(float(best[i]), 6)
                                               for i in top_h}
                 run.rankings["dense"] = self._calibrated(
-                    cosines, chunk_mask, run.rankings["dense"], best, seg_mask, top_h)
+                    run.z("dense"), run.rankings["dense"], run.z("hook_dense"), seg_mask, top_h)
         if run.lex is not None and hook_lex and self.hook_lexical is not None:
             run.hook_lex_mask = hook_mask = self._mask(filters, "hooks_lexical")
             run.hook_lex = hook_bm25 = self.hook_lexical.scores(fold_english(toks), hook_mask)
@@ -245,8 +257,8 @@ class HybridSearcher:
             run.raw[Score.HOOKS_BM25] = {self._hook_keys[i]: round(float(hook_bm25[i]), 6) for i in top_h}
             if top_h.size:
                 # The clause text's bm25, scored once above, joined with its hooks'.
-                run.rankings["bm25"] = self._calibrated(run.lex, self._mask(filters), run.rankings.get("bm25", []),
-                                                        hook_bm25, hook_mask, top_h, ids=self.lexical.chunk_ids,
+                run.rankings["bm25"] = self._calibrated(run.z("lex"), run.rankings.get("bm25", []),
+                                                        run.z("hook_lex"), hook_mask, top_h, ids=self.lexical.chunk_ids,
                                                         hook_keys=self._hook_keys)
         run.fused = fused = rrf(dict(run.rankings), weights)
         run.mentioned = self.mentioned_documents(query) | (
@@ -282,10 +294,7 @@ class HybridSearcher:
 
     def candidate_signals(self, run: _Run, keys: list[tuple[str, int]]) -> list[CandidateSignals]:
         """The raw signals of these clauses in this run (see rag/qa/features.py)."""
-        lex_z = standardise(run.lex, run.lex_mask) if run.lex is not None else None
-        dense_z = standardise(run.dense, run.dense_mask) if run.dense is not None else None
-        hook_lex_z = standardise(run.hook_lex, run.hook_lex_mask) if run.hook_lex is not None else None
-        hook_dense_z = standardise(run.hook_dense, run.hook_dense_mask) if run.hook_dense is not None else None
+        lex_z, dense_z, hook_lex_z, hook_dense_z = run.z("lex"), run.z("dense"), run.z("hook_lex"), run.z("hook_dense")
         lex_pos, dense_pos = self._positions(self.lexical.chunk_ids), self._positions(self.dense.chunk_ids)
         hook_lex_at, hook_dense_at = self._hook_index(self._hook_keys), self._hook_index(self.dense.segment_clauses)
         bm25_rank = {key: i for i, key in enumerate(run.rankings.get("bm25", []), start=1)}
@@ -310,16 +319,15 @@ class HybridSearcher:
                 tokens=clause.token_count))
         return out
 
-    def _calibrated(self, own: np.ndarray, own_mask: np.ndarray, own_ranking: list[tuple[str, int]],
-                    hook: np.ndarray, hook_mask: np.ndarray, hook_top: np.ndarray,
+    def _calibrated(self, z_own: np.ndarray | None, own_ranking: list[tuple[str, int]],
+                    z_hook: np.ndarray | None, hook_mask: np.ndarray, hook_top: np.ndarray,
                     ids: list[str] | None = None, hook_keys: list[tuple[str, int]] | None = None) -> list[tuple[str, int]]:
-        """One list from a clause signal and its hook signal: both as z-scores over this
-        query's population, ρ their correlation over the hooked clauses, then
+        """One list from a clause signal and its hook signal, both as z-scores over this
+        query's population (`_Run.z`), ρ their correlation over the hooked clauses, then
         `combine_with_hooks`."""
+        assert z_own is not None and z_hook is not None
         ids = ids if ids is not None else self.dense.chunk_ids
         hook_keys = hook_keys if hook_keys is not None else self.dense.segment_clauses
-        z_own = standardise(own, own_mask)
-        z_hook = standardise(hook, hook_mask)
         pos = self._positions(ids)
         # The own score of each hooked clause (its first chunk's), aligned with z_hook.
         first = self._first_chunk_index(ids, hook_keys)
