@@ -40,7 +40,6 @@ log = logging.getLogger("rag.mcp_server")  # also when run as __main__
 MAX_QUESTION_CHARS = 2000
 MAX_LABEL_CHARS = 200
 K_RANGE = (1, 20)
-FILTER_KEYS = ("doc_ids", "doc_types", "in_force_only")
 DEFAULT_PORT = 8765
 LABEL_EXAMPLE = "外商投资法第二十一条"
 
@@ -149,35 +148,13 @@ def check_k(k: int) -> int:
 
 
 def check_filters(filters: dict[str, Any] | None, known_docs: dict[str, str]) -> Any:
-    """Filters for Assistant.ask; `known_docs` (doc_id → doc_type) turns a filter that names no
-    document into an error instead of an empty answer."""
-    from rag.index.clauses import Filters
+    """Filters for Assistant.ask, or a tool error that says what to send."""
+    from rag.index.clauses import filters_from
 
-    if filters is None:
-        return Filters()
-    unknown = sorted(set(filters) - set(FILTER_KEYS))
-    if unknown:
-        raise tool_error(f"unknown filter {', '.join(map(repr, unknown))}",
-                         f"filters accepts only {', '.join(FILTER_KEYS)}, e.g. "
-                         '{"doc_ids": ["外商投资法"], "in_force_only": true}')
-    for name in ("doc_ids", "doc_types"):
-        value = filters.get(name)
-        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
-            raise tool_error(f"filters.{name} must be a list of strings", f'e.g. "{name}": ["..."]')
-    in_force = filters.get("in_force_only")
-    if in_force is not None and not isinstance(in_force, bool):
-        raise tool_error("filters.in_force_only must be true or false",
-                         "true (the default) leaves out documents no longer in force")
-    missing = [d for d in filters.get("doc_ids") or [] if d not in known_docs]
-    if missing:
-        raise tool_error(f"unknown document {', '.join(map(repr, missing))} in filters.doc_ids",
-                         "call `list_documents` for the doc_ids; known: " + ", ".join(sorted(known_docs)[:12]))
-    types = set(known_docs.values())
-    missing = [t for t in filters.get("doc_types") or [] if t not in types]
-    if missing:
-        raise tool_error(f"unknown document type {', '.join(map(repr, missing))} in filters.doc_types",
-                         "known types: " + ", ".join(sorted(types)))
-    return Filters.from_dict(filters)
+    try:
+        return filters_from(filters, known_docs, docs_hint="call `list_documents` for the doc_ids; ")
+    except ConfigError as exc:
+        raise tool_error(exc.message, exc.hint) from exc
 
 
 def _filters_schema(schema: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from rag.corpus.normalize import unusable_character
 from rag.errors import ConfigError, IndexMismatchError, IndexNotFoundError, RagError
 from rag.feedback import FeedbackStore, check_feedback
-from rag.qa.assistant import Filters
+from rag.index.clauses import Filters, filters_from
 
 from .service import AssistantService
 
@@ -41,7 +41,6 @@ K_RANGE = (1, 20)
 MAX_QUESTION_CHARS = 2000
 MAX_BODY_BYTES = 64 * 1024  # a question, 40 turns of history and filters fit with room to spare
 MAX_HISTORY_TURNS = 40  # only the last turns matter for a follow-up
-FILTER_KEYS = ("doc_ids", "doc_types", "in_force_only")
 DEFAULT_RATE_LIMIT = 60  # requests per minute per client address (RAG_RATE_LIMIT)
 
 
@@ -114,41 +113,10 @@ def _parse_history(history: Any) -> list[dict[str, str]]:
 
 
 def _parse_filters(filters: Any, known_docs: Mapping[str, str] | None) -> Filters:
-    example = '{"doc_ids": [], "doc_types": [], "in_force_only": true}'
-    if filters is None:
-        return Filters()
-    if not isinstance(filters, dict):
-        raise BadRequest("filters must be an object", example)
-    unknown = sorted(set(filters) - set(FILTER_KEYS))
-    if unknown:
-        raise BadRequest(f"unknown filter {', '.join(map(repr, unknown))}",
-                         f"filters accepts only {', '.join(FILTER_KEYS)}")
-    for name in ("doc_ids", "doc_types"):
-        value = filters.get(name)
-        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
-            raise BadRequest(f"filters.{name} must be a list of strings")
-    in_force = filters.get("in_force_only")
-    if in_force is not None and not isinstance(in_force, bool):
-        raise BadRequest("filters.in_force_only must be true or false")
-    if known_docs is not None:
-        missing = [d for d in filters.get("doc_ids") or [] if d not in known_docs]
-        if missing:
-            raise BadRequest(f"unknown document {', '.join(map(repr, missing))} in filters.doc_ids",
-                             "see `rag corpus list` for the doc_ids; known: " + _sample(known_docs))
-        types = set(known_docs.values())
-        missing = [t for t in filters.get("doc_types") or [] if t not in types]
-        if missing:
-            raise BadRequest(f"unknown document type {', '.join(map(repr, missing))} in filters.doc_types",
-                             "known types: " + ", ".join(sorted(types)))
     try:
-        return Filters.from_dict(filters)
-    except (TypeError, ValueError) as exc:
-        raise BadRequest(f"invalid filters: {exc}") from exc
-
-
-def _sample(known: Mapping[str, str], n: int = 8) -> str:
-    ids = sorted(known)
-    return ", ".join(ids[:n]) + (f" … ({len(ids)} in all)" if len(ids) > n else "")
+        return filters_from(filters, known_docs, docs_hint="see `rag corpus list` for the doc_ids; ")
+    except ConfigError as exc:
+        raise BadRequest(exc.message, exc.hint) from exc
 
 
 def known_documents(assistant: AssistantService) -> dict[str, str] | None:

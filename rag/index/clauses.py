@@ -3,10 +3,12 @@ label, and the filters (documents, types, in force) a search applies to them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rag.corpus.references import ClauseRef
+from rag.errors import ConfigError
 from rag.models import IN_FORCE, Chunk
 
 
@@ -86,3 +88,42 @@ class ClauseTable:
         hits = [c for (short, ck), key in self.by_label.items() if ck == ref.clause_key
                 and filters.allows(c := self.clauses[key])]
         return hits if len(hits) == 1 else []
+
+
+FILTER_KEYS = ("doc_ids", "doc_types", "in_force_only")
+
+
+def filters_from(data: Any, known_docs: Mapping[str, str] | None, docs_hint: str = "") -> Filters:
+    """Filters from a client's JSON object (the API, the MCP tools); ConfigError says what is
+    wrong and what to send. `known_docs` (doc_id → doc_type) turns a filter naming no document
+    into an error instead of an empty answer; `docs_hint` says where the doc_ids are listed."""
+    example = '{"doc_ids": [], "doc_types": [], "in_force_only": true}'
+    if data is None:
+        return Filters()
+    if not isinstance(data, dict):
+        raise ConfigError("filters must be an object", hint=example)
+    unknown = sorted(set(data) - set(FILTER_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown filter {', '.join(map(repr, unknown))}",
+                          hint=f"filters accepts only {', '.join(FILTER_KEYS)}, e.g. {example}")
+    for name in ("doc_ids", "doc_types"):
+        value = data.get(name)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+            raise ConfigError(f"filters.{name} must be a list of strings", hint=f'e.g. "{name}": ["..."]')
+    in_force = data.get("in_force_only")
+    if in_force is not None and not isinstance(in_force, bool):
+        raise ConfigError("filters.in_force_only must be true or false",
+                          hint="true (the default) leaves out documents no longer in force")
+    if known_docs is not None:
+        missing = [d for d in data.get("doc_ids") or [] if d not in known_docs]
+        if missing:
+            ids = sorted(known_docs)
+            raise ConfigError(f"unknown document {', '.join(map(repr, missing))} in filters.doc_ids",
+                              hint=f"{docs_hint}known: " + ", ".join(ids[:8]) + (f" … ({len(ids)} in all)"
+                                                                                 if len(ids) > 8 else ""))
+        types = set(known_docs.values())
+        missing = [t for t in data.get("doc_types") or [] if t not in types]
+        if missing:
+            raise ConfigError(f"unknown document type {', '.join(map(repr, missing))} in filters.doc_types",
+                              hint="known types: " + ", ".join(sorted(types)))
+    return Filters.from_dict(data)
