@@ -299,6 +299,17 @@ def drive(port: int, pid: int, bodies: list[dict[str, Any]], reference: dict[int
                     quarter_marks.pop(0)
                     report.rss_mb.append(rss_of(pid) / 2**20)
 
+    def record(kind: str, i: int, got: tuple[Any, ...] | None, problem: str) -> None:
+        """A web chat ("chat") or chat-completions ("openai") answer, checked against the lone one."""
+        with lock:
+            setattr(report, f"{kind}_requests", getattr(report, f"{kind}_requests") + 1)
+            if problem or (got is not None and got != reference[i]):
+                field_name = f"{kind}_errors" if problem else f"{kind}_mismatches"
+                setattr(report, field_name, getattr(report, field_name) + 1)
+                if len(report.error_samples) < 5:
+                    report.error_samples.append(problem or f"{kind} mismatch on {bodies[i]['body']['question']!r}: "
+                                                           f"{mismatch(got or (), reference[i])}")
+
     # The web chat shares the Assistant with the API: a few chat users at the same time,
     # checked against the same lone answers.
     chat_items = [i for i, b in enumerate(bodies) if "history" not in b["body"]]
@@ -319,17 +330,7 @@ def drive(port: int, pid: int, bodies: list[dict[str, Any]], reference: dict[int
                 problem = "" if isinstance(raw, dict) else f"chat returned no answer: {str(out)[:200]}"
             except Exception as exc:  # noqa: BLE001 - any failure is an error to report
                 raw, problem = None, f"chat failed: {type(exc).__name__}: {exc}"[:300]
-            with lock:
-                report.chat_requests += 1
-                if problem:
-                    report.chat_errors += 1
-                    if len(report.error_samples) < 5:
-                        report.error_samples.append(problem)
-                elif raw is not None and fingerprint(raw) != reference[i]:
-                    report.chat_mismatches += 1
-                    if len(report.error_samples) < 5:
-                        report.error_samples.append(f"chat mismatch on {bodies[i]['body']['question']!r}: "
-                                                    f"{mismatch(fingerprint(raw), reference[i])}")
+            record("chat", i, fingerprint(raw) if raw is not None else None, problem)
 
     def openai_client(cid: int) -> None:
         rng = random.Random(2000 + cid)
@@ -341,17 +342,7 @@ def drive(port: int, pid: int, bodies: list[dict[str, Any]], reference: dict[int
                 got, problem = fingerprint(openai_ask(port, bodies[i]["body"], request_timeout)), ""
             except Exception as exc:  # noqa: BLE001 - any failure is an error to report
                 got, problem = (), f"chat completion failed: {type(exc).__name__}: {exc}"[:300]
-            with lock:
-                report.openai_requests += 1
-                if problem:
-                    report.openai_errors += 1
-                    if len(report.error_samples) < 5:
-                        report.error_samples.append(problem)
-                elif got != reference[i]:
-                    report.openai_mismatches += 1
-                    if len(report.error_samples) < 5:
-                        report.error_samples.append(f"chat completion mismatch on {bodies[i]['body']['question']!r}: "
-                                                    f"{mismatch(got, reference[i])}")
+            record("openai", i, got, problem)
 
     t0 = time.perf_counter()
     threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in range(clients)]

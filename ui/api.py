@@ -206,6 +206,14 @@ async def guarded_json(request: Request, auth_token: str, limiter: RateLimiter, 
                          status=400) from exc
 
 
+async def question_payload(request: Request, assistant: AssistantService, auth_token: str, limiter: RateLimiter,
+                           rate_limit: int) -> tuple[Any, dict[str, str] | None]:
+    """The checked body of a question, and the documents when its filters name some."""
+    payload = await guarded_json(request, auth_token, limiter, rate_limit)
+    wants_docs = isinstance(payload, dict) and isinstance(payload.get("filters"), dict)
+    return payload, (await run_in_threadpool(known_documents, assistant) if wants_docs else None)
+
+
 def add_api_routes(app: FastAPI, assistant: AssistantService, *, auth_token: str = "",
                    rate_limit: int = 0, feedback_max: int = 10_000) -> RateLimiter:
     """Register /api/ask, /api/feedback and /api/health; they must be added before Gradio is
@@ -216,9 +224,7 @@ def add_api_routes(app: FastAPI, assistant: AssistantService, *, auth_token: str
     @app.post("/api/ask")
     async def api_ask(request: Request) -> Any:
         try:
-            payload = await guarded_json(request, auth_token, limiter, rate_limit)
-            wants_docs = isinstance(payload, dict) and isinstance(payload.get("filters"), dict)
-            known = await run_in_threadpool(known_documents, assistant) if wants_docs else None
+            payload, known = await question_payload(request, assistant, auth_token, limiter, rate_limit)
             kwargs = parse_ask(payload, bool(assistant.llm_available), known)
             result = await run_in_threadpool(assistant.ask, **kwargs)
             return JSONResponse(result.to_dict())

@@ -33,7 +33,14 @@ from rag.corpus.chunk import count_tokens
 from rag.errors import RagError
 from rag.models import AskResult
 
-from .api import BadRequest, RateLimiter, guarded_json, known_documents, parse_ask, rag_error_status
+from .api import (
+    BadRequest,
+    RateLimiter,
+    guarded_json,
+    parse_ask,
+    question_payload,
+    rag_error_status,
+)
 from .service import AssistantService
 
 log = logging.getLogger(__name__)
@@ -170,9 +177,7 @@ def add_openai_routes(app: FastAPI, assistant: AssistantService, *, auth_token: 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
         try:
-            payload = await guarded_json(request, auth_token, limiter, rate_limit)
-            wants_docs = isinstance(payload, dict) and isinstance(payload.get("filters"), dict)
-            known = await run_in_threadpool(known_documents, assistant) if wants_docs else None
+            payload, known = await question_payload(request, assistant, auth_token, limiter, rate_limit)
             model, stream, kwargs = parse_chat(payload, bool(assistant.llm_available), known)
             completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
             if not stream:
