@@ -46,5 +46,9 @@ class MissingExtraError(RagError):
         )
 
 
+class StoreFullError(RagError):
+    """A store kept within a configured size has no room left."""
+
+
 class LLMError(RagError):
     """The configured language model could not be reached or answered badly."""

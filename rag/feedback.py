@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.corpus.normalize import unusable_character
-from rag.errors import ConfigError
+from rag.errors import ConfigError, StoreFullError
 
 FILE = "feedback.sqlite3"
 VERDICTS = ("up", "down")
@@ -109,7 +109,7 @@ class FeedbackStore:
                             "ORDER BY id LIMIT ?)", (count - self.max_rows + 1,))
                 (count,) = con.execute("SELECT COUNT(*) FROM feedback").fetchone()
                 if count >= self.max_rows:
-                    raise ConfigError(f"the feedback store is full ({self.max_rows} corrections)",
+                    raise StoreFullError(f"the feedback store is full ({self.max_rows} corrections)",
                                       hint="export them with `rag feedback export --eval FILE.jsonl`, then raise "
                                            "RAG_FEEDBACK_MAX or move feedback.sqlite3 aside")
             created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

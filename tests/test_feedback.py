@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from rag.bench.evaluate import holds_evidence, load_dataset
 from rag.bench.feedback_items import feedback_items
-from rag.errors import ConfigError
+from rag.errors import ConfigError, StoreFullError
 from rag.feedback import Feedback, FeedbackStore, check_feedback
 from rag.qa.assistant import Assistant
 from ui.app import build_app
@@ -46,7 +46,7 @@ def test_the_store_keeps_corrections_over_thumbs_up_and_says_when_full(tmp_path)
     store.add(Feedback(question="fourth", verdict="down", correct_label="《工作方案》（十三）"))
     assert [(f.id, f.verdict) for f in store.rows()] == [(2, "down"), (3, "up"), (4, "down")]  # oldest 👍 gone
     store.add(Feedback(question="fifth", verdict="down"))
-    with pytest.raises(ConfigError, match="full") as err:
+    with pytest.raises(StoreFullError, match="full") as err:
         store.add(Feedback(question="sixth", verdict="down"))
     assert "rag feedback export" in err.value.hint
     again = FeedbackStore(tmp_path, max_rows=3)  # a restart
@@ -121,3 +121,14 @@ def test_rag_feedback_list_and_export(tiny_settings, tmp_path, monkeypatch, caps
     assert main(["feedback", "export", "--eval", str(out)]) == 0
     assert "1 benchmark items" in capsys.readouterr().out
     assert [i.id for i in load_dataset([out])] == ["feedback-1"]
+
+
+def test_a_store_full_of_corrections_is_507_with_the_way_out(tiny_settings, tmp_path):
+    data_dir = tmp_path / "data"
+    shutil.copytree(tiny_settings.data_dir, data_dir)
+    app = build_app(Assistant(replace(tiny_settings, data_dir=data_dir)), feedback_max=1)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        body = {"question": "q", "verdict": "down"}
+        assert client.post("/api/feedback", json=body).status_code == 201
+        r = client.post("/api/feedback", json=body)
+        assert r.status_code == 507 and "rag feedback export" in r.json()["hint"]

@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from rag.corpus.normalize import unusable_character
-from rag.errors import ConfigError, IndexMismatchError, IndexNotFoundError, RagError
+from rag.errors import ConfigError, IndexMismatchError, IndexNotFoundError, RagError, StoreFullError
 from rag.feedback import FeedbackStore, check_feedback
 from rag.index.clauses import Filters, filters_from
 
@@ -59,7 +59,21 @@ def error_response(status: int, message: str, hint: str = "",
 def rag_error_status(exc: RagError) -> int:
     # A missing or mismatched index is a server state the operator fixes by
     # (re)building; clients may retry later, hence 503.
-    return 503 if isinstance(exc, IndexNotFoundError | IndexMismatchError) else 500
+    if isinstance(exc, IndexNotFoundError | IndexMismatchError):
+        return 503
+    return 507 if isinstance(exc, StoreFullError) else 500
+
+
+def as_bad_request(exc: Exception, doing: str) -> BadRequest:
+    """Any failure of a JSON route as the reply to send (each route writes it in its own
+    shape): a bad request as it is, a RagError with its status, a bug as a logged 500."""
+    if isinstance(exc, BadRequest):
+        return exc
+    if isinstance(exc, RagError):
+        log.warning("%s failed: %s", doing, exc)
+        return BadRequest(exc.message, exc.hint, status=rag_error_status(exc))
+    log.error("%s failed", doing, exc_info=exc)
+    return BadRequest(f"internal error while {doing}", "see the server log", status=500)
 
 
 def check_text(name: str, text: str) -> None:
@@ -228,14 +242,9 @@ def add_api_routes(app: FastAPI, assistant: AssistantService, *, auth_token: str
             kwargs = parse_ask(payload, bool(assistant.llm_available), known)
             result = await run_in_threadpool(assistant.ask, **kwargs)
             return JSONResponse(result.to_dict())
-        except BadRequest as exc:
-            return error_response(exc.status, exc.message, exc.hint, exc.headers)
-        except RagError as exc:
-            log.warning("ask failed: %s", exc)
-            return error_response(rag_error_status(exc), exc.message, exc.hint)
-        except Exception:
-            log.exception("ask failed")
-            return error_response(500, "internal error while answering", "see the server log")
+        except Exception as exc:
+            bad = as_bad_request(exc, "answering")
+            return error_response(bad.status, bad.message, bad.hint, bad.headers)
 
     @app.post("/api/feedback")
     async def api_feedback(request: Request) -> Any:
@@ -259,14 +268,9 @@ def add_api_routes(app: FastAPI, assistant: AssistantService, *, auth_token: str
             store = FeedbackStore(assistant.data_dir, feedback_max)
             stored = await run_in_threadpool(store.add, replace(fb, build=str(health.index.get("build", ""))))
             return JSONResponse(stored.to_dict(), status_code=201)
-        except BadRequest as exc:
-            return error_response(exc.status, exc.message, exc.hint, exc.headers)
-        except RagError as exc:
-            log.warning("feedback failed: %s", exc)
-            return error_response(507 if "full" in exc.message else rag_error_status(exc), exc.message, exc.hint)
-        except Exception:
-            log.exception("feedback failed")
-            return error_response(500, "internal error while storing feedback", "see the server log")
+        except Exception as exc:
+            bad = as_bad_request(exc, "storing feedback")
+            return error_response(bad.status, bad.message, bad.hint, bad.headers)
 
     @app.get("/api/health")
     async def api_health(request: Request) -> Any:

@@ -36,10 +36,10 @@ from rag.models import AskResult
 from .api import (
     BadRequest,
     RateLimiter,
+    as_bad_request,
     guarded_json,
     parse_ask,
     question_payload,
-    rag_error_status,
 )
 from .service import AssistantService
 
@@ -190,14 +190,10 @@ def add_openai_routes(app: FastAPI, assistant: AssistantService, *, auth_token: 
             events = stream_events(chain([first] if first is not None else [], pieces), model, completion_id,
                                    created)
             return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        except BadRequest as exc:
-            status = 400 if exc.status == 422 else exc.status
-            param = "messages" if "messages" in exc.message or "question" in exc.message else (
-                "model" if "model" in exc.message else None)
-            return openai_error(status, exc.message, exc.hint, param=param, headers=exc.headers)
-        except RagError as exc:
-            log.warning("chat completion failed: %s", exc)
-            return openai_error(rag_error_status(exc), exc.message, exc.hint)
-        except Exception:
-            log.exception("chat completion failed")
-            return openai_error(500, "internal error while answering", "see the server log")
+        except Exception as exc:
+            bad = as_bad_request(exc, "answering")
+            param = "messages" if "messages" in bad.message or "question" in bad.message else (
+                "model" if "model" in bad.message else None)
+            # OpenAI's clients expect 400 where the project's API says 422.
+            return openai_error(400 if bad.status == 422 else bad.status, bad.message, bad.hint,
+                                param=param if bad.status < 500 else None, headers=bad.headers)
