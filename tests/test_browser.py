@@ -359,7 +359,7 @@ def test_feedback_under_an_answer_is_stored_and_shown_escaped(tiny_settings: Any
         assert page.locator("#fb-status script, #fb-status img").count() == 0
         (row,) = FeedbackStore(data_dir).rows()
         assert (row.verdict, row.correct_label, row.question) == ("down", "《外商投资法》第二十一条", "M0用地能建住宅吗？")
-        assert row.citations == ["《工作方案》（十三）"]
+        assert row.citations == ["《工作方案》（十三）"] and row.build  # the build that answered
         page.click("#fb-up")
         page.wait_for_function("() => document.querySelector('#fb-status').innerText.includes('#2')")
         assert [r.verdict for r in FeedbackStore(data_dir).rows()] == ["down", "up"]

@@ -264,9 +264,8 @@ def add_api_routes(app: FastAPI, assistant: AssistantService, *, auth_token: str
                                      "give a label such as 外商投资法第二十一条 or 《工作方案》（十三） "
                                      "(any form `rag corpus show` accepts)")
                 fb = replace(fb, correct_label=found[0].label)
-            health = await run_in_threadpool(assistant.health)
             store = FeedbackStore(assistant.data_dir, feedback_max)
-            stored = await run_in_threadpool(store.add, replace(fb, build=str(health.index.get("build", ""))))
+            stored = await run_in_threadpool(store.add, replace(fb, build=assistant.build))
             return JSONResponse(stored.to_dict(), status_code=201)
         except Exception as exc:
             bad = as_bad_request(exc, "storing feedback")

@@ -127,6 +127,10 @@ class DemoAssistant:
         return [c for c in self._chunks if q in (c.label, c.chunk_id) or c.label.replace("《", "").replace("》", "") == q]
 
     @property
+    def build(self) -> str:
+        return "demo"
+
+    @property
     def data_dir(self) -> Path | None:
         return None  # uploads are read in place, nothing is written
 

@@ -35,7 +35,7 @@ def record(assistant: AssistantService, turns: list[dict[str, Any]] | None, verd
         return _status("error", "此演示不保存反馈 · This demo keeps no feedback")
     fb = Feedback(question=result.question, verdict=verdict, answer=result.answer,
                   citations=[c.label for c in result.citations], correct_label=clause or "",
-                  comment=(comment or "").strip()[:2000])
+                  comment=(comment or "").strip()[:2000], build=assistant.build)
     try:
         stored = FeedbackStore(assistant.data_dir, feedback_max).add(fb)
     except RagError as exc:

@@ -17,6 +17,11 @@ class AssistantService(Protocol):
     def llm_available(self) -> bool: ...
 
     @property
+    def build(self) -> str:
+        """The index build answering now."""
+        ...
+
+    @property
     def data_dir(self) -> Path | None:
         """Where uploads are kept (<data_dir>/uploads); None: nothing is written."""
         ...

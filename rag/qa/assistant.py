@@ -86,6 +86,11 @@ class Assistant:
         return self.live.current.info
 
     @property
+    def build(self) -> str:
+        """The id of the index build answering now (kept with feedback)."""
+        return self.info.build
+
+    @property
     def embedder(self) -> Embeddings:
         return self.searcher.embedder
 
