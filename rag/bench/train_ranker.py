@@ -23,7 +23,6 @@ from tqdm import tqdm
 from rag.bench.evaluate import EvalItem, holds_evidence, load_dataset
 from rag.corpus.hooks import HookMatch, hook_rows, lexical_document
 from rag.corpus.normalize import normalize_query
-from rag.index.lexical import build_texts
 from rag.models import Retriever
 from rag.qa.assistant import Assistant
 from rag.qa.compose import resolve_follow_up
@@ -119,18 +118,10 @@ def _searcher_without(searcher: HybridSearcher, match: HookMatch,
                             questions_zh=tuple(q for q in e.questions_zh if q != held.get(key)))
                for key, e in match.by_clause.items()}
     rows = hook_rows(match)
-    dense = searcher.dense
-    if [r.clause for r in rows] != dense.hook_clauses:
+    if [r.clause for r in rows] != searcher.dense.hook_clauses:
         raise RuntimeError("the loaded hook vectors are not in hook-row order: run `rag ingest`")
     keep = [i for i, r in enumerate(rows) if not (r.kind != "gist" and held.get(r.clause) == r.text)]
-    keys = sorted(entries)
-    hook_lexical = build_texts([f"{d}\x00{o}" for d, o in keys], [lexical_document(entries[k]) for k in keys])
-    return HybridSearcher(searcher.table, searcher.lexical,
-                          replace(dense, hook_clauses=[dense.hook_clauses[i] for i in keep],
-                                  hook_kinds=[dense.hook_kinds[i] for i in keep], hooks=dense.hooks[keep]),
-                          searcher.embedder, searcher.english_to_short, hook_lexical=hook_lexical,
-                          zh_aliases=searcher.zh_aliases,
-                          hook_texts={k: lexical_document(e) for k, e in entries.items()})
+    return searcher.with_hooks(keep, {k: lexical_document(e) for k, e in entries.items()})
 
 
 def with_hook_dropout(queries: list[Query], share: float = HOOK_DROPOUT) -> list[Query]:

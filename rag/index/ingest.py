@@ -353,11 +353,9 @@ def hooks_fingerprint(rows: list[hooks.HookRow]) -> str:
 
 
 def save_hook_lexical(match: hooks.HookMatch, folder: Path) -> None:
-    keys = sorted(match.by_clause)
-    if not keys:  # no document has hooks: nothing to index
+    if not match.by_clause:  # no document has hooks: nothing to index
         return
-    index = lexical.build_texts([f"{d}\x00{o}" for d, o in keys],
-                                [hooks.lexical_document(match.by_clause[k]) for k in keys])
+    index = lexical.build_hook_field({k: hooks.lexical_document(e) for k, e in match.by_clause.items()})
     lexical.build_and_save([], folder / "hooks", index=index)
 
 

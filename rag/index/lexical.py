@@ -8,6 +8,7 @@ import logging
 import re
 import shutil
 import threading
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -129,9 +130,16 @@ def fold_english(tokens: list[str] | tuple[str, ...]) -> list[str]:
     return out
 
 
-def build_texts(ids: list[str], texts: list[str]) -> LexicalIndex:
-    """A lexical field over free texts (the question hooks), English folded."""
-    return LexicalIndex(ids, _index([fold_english(tokenize(t)) for t in texts]))
+def build_hook_field(texts: Mapping[tuple[str, int], str]) -> LexicalIndex:
+    """The question hooks' lexical field: one document per clause (its hooks' text), English
+    folded, each id naming its clause (`hook_field_clause` reads it back)."""
+    keys = sorted(texts)
+    return LexicalIndex([f"{d}\x00{o}" for d, o in keys], _index([fold_english(tokenize(texts[k])) for k in keys]))
+
+
+def hook_field_clause(hook_id: str) -> tuple[str, int]:
+    doc_id, _, ordinal = hook_id.rpartition("\x00")
+    return (doc_id, int(ordinal))
 
 
 def lexicon_fingerprint() -> str:

@@ -19,7 +19,13 @@ from rag.corpus.references import ClauseRef, find_reference
 from rag.corpus.romanize import mentioned, romanised_names
 from rag.index.clauses import ClauseTable, Filters, clause_key_of
 from rag.index.dense import DenseIndex, standardise, top_indices
-from rag.index.lexical import LexicalIndex, build_texts, fold_english, query_tokens
+from rag.index.lexical import (
+    LexicalIndex,
+    build_hook_field,
+    fold_english,
+    hook_field_clause,
+    query_tokens,
+)
 from rag.models import IN_FORCE, Retriever, Score, ScoredChunk
 from rag.qa.compose import coverage
 from rag.qa.features import CandidateSignals, QueryFacts, feature_matrix
@@ -95,11 +101,6 @@ def _at(values: np.ndarray | None, index: int | None) -> float | None:
     return None if values is None or index is None else float(values[index])
 
 
-def _clause_key_from_id(hook_doc_id: str) -> tuple[str, int]:
-    doc_id, _, ordinal = hook_doc_id.rpartition("\x00")
-    return (doc_id, int(ordinal))
-
-
 class HybridSearcher:
     def __init__(self, table: ClauseTable, lexical: LexicalIndex, dense: DenseIndex, embedder,
                  english_to_short: dict[str, str], hook_lexical: LexicalIndex | None = None,
@@ -117,7 +118,7 @@ class HybridSearcher:
         self.zh_aliases = zh_aliases or {}
         self.romanised = {short: names for short in self.known_titles if (names := romanised_names(short))}
         self._mask_cache: dict[tuple[str, Filters], np.ndarray] = {}
-        self._hook_keys = [_clause_key_from_id(i) for i in hook_lexical.chunk_ids] if hook_lexical else []
+        self._hook_keys = [hook_field_clause(i) for i in hook_lexical.chunk_ids] if hook_lexical else []
         self._clause_chunks: dict[tuple[str, int], list[str]] = {}
         for c in table.chunks:
             self._clause_chunks.setdefault(clause_key_of(c), []).append(c.chunk_id)
@@ -131,15 +132,17 @@ class HybridSearcher:
     def without_hooks(self, drop: Callable[[tuple[str, int]], bool]) -> HybridSearcher:
         """The same searcher with the hooks of the clauses `drop` names taken out of both hook
         indexes, as if those documents had none (for ablations)."""
-        keep = [i for i, key in enumerate(self.dense.hook_clauses) if not drop(key)]
-        dense = replace(self.dense, hook_clauses=[self.dense.hook_clauses[i] for i in keep],
-                        hook_kinds=[self.dense.hook_kinds[i] for i in keep], hooks=self.dense.hooks[keep])
-        texts = {key: text for key, text in self.hook_texts.items() if not drop(key)}
-        keys = sorted(texts)
-        hook_lexical = build_texts([f"{d}\x00{o}" for d, o in keys], [texts[k] for k in keys]) if keys else None
+        return self.with_hooks([i for i, key in enumerate(self.dense.hook_clauses) if not drop(key)],
+                               {key: text for key, text in self.hook_texts.items() if not drop(key)})
+
+    def with_hooks(self, rows: list[int], hook_texts: dict[tuple[str, int], str]) -> HybridSearcher:
+        """The same searcher over other hooks: these rows of the hook vectors, and this text per
+        clause for the hooks' lexical field (ablations, and training on held-out hooks)."""
+        dense = replace(self.dense, hook_clauses=[self.dense.hook_clauses[i] for i in rows],
+                        hook_kinds=[self.dense.hook_kinds[i] for i in rows], hooks=self.dense.hooks[rows])
         return HybridSearcher(self.table, self.lexical, dense, self.embedder, self.english_to_short,
-                              hook_lexical=hook_lexical, zh_aliases=self.zh_aliases, hook_texts=texts,
-                              ranker=self.ranker)
+                              hook_lexical=build_hook_field(hook_texts) if hook_texts else None,
+                              zh_aliases=self.zh_aliases, hook_texts=hook_texts, ranker=self.ranker)
 
     def _mask(self, filters: Filters, which: str = "lexical") -> np.ndarray:
         if (which, filters) not in self._mask_cache:
