@@ -197,12 +197,12 @@ class HybridSearcher:
         order = run.order
         confidence: dict[tuple[str, int], float] = {}
         if Retriever.LEARNED in retrievers and self.ranker is not None:
-            head, pool = order[:run.exact_count], order[run.exact_count:run.exact_count + POOL]
+            pool, x = self._pool(run)
             if pool:
-                scores = self.ranker.score(feature_matrix(self.candidate_signals(run, pool), run.facts))
+                scores = self.ranker.score(x)
                 confidence = {key: float(p) for key, p in zip(pool, softmax(scores), strict=True)}
                 pool = [pool[i] for i in np.argsort(-scores, kind="stable")]
-            order = head + pool + order[run.exact_count + POOL:]
+            order = order[:run.exact_count] + pool + order[run.exact_count + POOL:]
         if reranker is not None:
             order = self._rerank(reranker, query, order, run.raw, exact_count=run.exact_count)
         results = []
@@ -223,8 +223,12 @@ class HybridSearcher:
         """What the learned stage sees (for training it): the fused top POOL clauses after any
         the question names, their feature matrix, and how many named clauses came first."""
         run = self._fuse(query, filters or Filters(), retrievers, DEFAULT_WEIGHTS, extra_query, query_vector)
+        return (*self._pool(run), run.exact_count)
+
+    def _pool(self, run: _Run) -> tuple[list[tuple[str, int]], np.ndarray]:
+        """The fused top POOL clauses after those the question names, and their features."""
         pool = run.order[run.exact_count:run.exact_count + POOL]
-        return pool, feature_matrix(self.candidate_signals(run, pool), run.facts), run.exact_count
+        return pool, feature_matrix(self.candidate_signals(run, pool), run.facts)
 
     def _fuse(self, query: str, filters: Filters, retrievers: tuple[str, ...], weights: dict[str, float],
               extra_query: str, query_vector: np.ndarray | Exception | None) -> _Run:
