@@ -170,3 +170,46 @@ def test_a_figure_in_a_linked_clause_is_quoted_instead_of_abstaining(full_assist
     assert not r.abstained, r.warnings
     law = next(c for c in r.citations if c.label == "《企业所得税法》第九条")
     assert any("12" in q for q in law.quotes)
+
+
+def test_a_second_clause_is_cited_only_without_the_learned_confidence():
+    from dataclasses import replace
+
+    from rag.models import Chunk, ScoredChunk
+    from rag.qa.compose import pick_quotes
+
+    def clause(label: str, text: str) -> Chunk:
+        return Chunk(chunk_id=label, doc_id="d", doc_title="t", short_title="工作方案", doc_type="政策文件",
+                     issuer="商务部", date="2025-05-21", status="现行有效", label=label, clause_key=label,
+                     kind="measure", section_path="", text=text, start=0, end=len(text), token_count=len(text),
+                     ordinal=1)
+
+    # The second clause's sentence matches the question far better than the first's (x1.3 rule).
+    first = ScoredChunk(clause("A", "支持园区发展。"), 1, 0.5)
+    second = ScoredChunk(clause("B", "支持跨境电商企业建设海外仓和跨境电商综合试验区。"), 2, 0.4)
+    tokens = ["跨境电商", "海外仓", "综合试验区", "园区"]
+    assert [r.chunk.label for r, _ in pick_quotes([first, second], tokens, False)] == ["A", "B"]
+    ranked = [replace(first, confidence=0.5), replace(second, confidence=0.45)]
+    assert [r.chunk.label for r, _ in pick_quotes(ranked, tokens, False)] == ["A"]
+
+
+def test_which_follow_ups_carry_the_previous_turn():
+    from rag.qa.compose import resolve_follow_up
+
+    history = [{"role": "user", "content": "政府投资项目可以要求施工单位垫资吗？"},
+               {"role": "assistant", "content": "……"}]
+    carried = {
+        "那外资企业呢？": True,  # elliptic
+        "What about a utility model, same?": True,
+        "要是施工方已经垫了资呢？这事会有什么后果": True,  # a supposition put to the previous turn
+        "这种情况要罚款吗？": True,  # points back at it
+        "另外问下，我们园区平台公司想融资，区财政能出担保函吗？": False,  # opens a new topic
+        "Thanks. Different question: can a foreigner work in the zone?": False,
+        "如果企业在园区投资，可以享受什么优惠？": False,  # a whole question, no 呢
+        "ok and for the M0 land, can they sell the floors?": True,  # courtesy, then a continuation
+        "Switching topic: what about taxes for foreign firms?": False,
+    }
+    for question, carries in carried.items():
+        _, context = resolve_follow_up(question, history)
+        assert bool(context) is carries, question
+    assert resolve_follow_up("那外资企业呢？", None) == ("那外资企业呢？", "")

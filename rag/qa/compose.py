@@ -24,10 +24,17 @@ MAX_QUOTES = 3
 # the question clearly better (x1.3) than the top clause's does.
 MAX_CLAUSES = 2
 SECOND_CLAUSE_RATIO = 1.3
+# When the learned stage ranked the clauses (they carry a confidence), its first clause is
+# cited alone: on the development sets 3 of 39 second citations held the evidence; citing the
+# first alone raised citation precision from 0.657 to 0.736. Even a near tie (second at
+# >= 0.75 of the first's confidence) was right 1 time in 6.
 _HEADING = re.compile(r"^（[一二三四五六七八九十]+）[^。；]{2,30}。$")
 _ELLIPTIC = re.compile(r"^(那|那么|那如果|还有|另外|and\b|what about|how about|and what|and for|what if)", re.I)
 # A pronoun that points back at the previous turn ("does it say…", "those obligations", 它/该/这些).
-_ANAPHORA = re.compile(r"\b(it|its|those|these|that one|this one)\b|它|该类|该项|该条|该法|这些|那些|这个|那个|这类|那类|此类|上述", re.I)
+_ANAPHORA = re.compile(r"\b(it|its|those|these|that one|this one)\b|它|该类|该项|该条|该法|这些|那些|这个|那个|这类|那类|此类|上述"
+                       r"|这事|这件事|此事|这种情况|这样的话", re.I)
+# "要是…呢？", "如果…呢": a supposition put to the previous turn.
+_SUPPOSITION = re.compile(r"^(要是|如果|假如|万一|若)[^？?。]*呢")
 # Words that open a new topic ("另外问下…", "还有个事…", "Different question: …"): the previous
 # turn must not be carried into it, though "还有"/"另外" alone continue one.
 _COURTESY = re.compile(r"^(?:(?:ok(?:ay)?|thanks?|thank you|great|got it|好的|好|谢谢|明白了|嗯|哦)[\s,.!;:。，！；：、]*)+", re.I)
@@ -35,7 +42,8 @@ _TOPIC_SWITCH = re.compile(
     r"^(?:另外(?:问下|问一下|想问|再问|一个问题|一件事|，|,)|还有(?:个事|一件事|一个问题|个问题|，|,)|对了|换个(?:问题|话题)"
     r"|顺便问|再问(?:一下|个)|另一个问题|(?:now |and )?(?:a )?(?:different|separate|new|another|other) "
     r"(?:topic|question|issue|matter|thing)|unrelated|by the way|btw\b|one more (?:question|thing)"
-    r"|also,? (?:a )?(?:question|unrelated))",
+    r"|also,? (?:a )?(?:question|unrelated)|switching (?:topics?|subjects?|gears)|(?:a )?change of (?:topic|subject)"
+    r"|on (?:a|an)?(?:other|different|separate) (?:note|topic|matter))",
     re.I)
 
 
@@ -72,8 +80,8 @@ def coverage(text: str, tokens: list[str]) -> float:
 
 
 def is_elliptic(question: str) -> bool:
-    q = question.strip()
-    return bool(_ELLIPTIC.match(q) or _ANAPHORA.search(q)) or len(re.sub(r"[\s\W]", "", q)) <= 6
+    q = _COURTESY.sub("", question.strip())  # "ok and for the M0 land…" continues
+    return bool(_ELLIPTIC.match(q) or _ANAPHORA.search(q) or _SUPPOSITION.match(q)) or len(re.sub(r"[\s\W]", "", q)) <= 6
 
 
 def opens_new_topic(question: str) -> bool:
@@ -126,7 +134,7 @@ def pick_quotes(results: list[ScoredChunk], tokens: list[str], exact: bool) -> l
         top_score = scored[0][0] if scored else 0.0
         if i == 0:
             best_overall = top_score
-        elif top_score <= 0 or top_score < SECOND_CLAUSE_RATIO * best_overall:
+        elif top_score <= 0 or top_score < SECOND_CLAUSE_RATIO * best_overall or r.confidence is not None:
             continue
         take = [x for x in scored if x[0] > 0 and x[0] >= 0.6 * top_score][: min(2, quotes_left)]
         if not take and i == 0 and scored:
