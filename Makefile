@@ -65,6 +65,8 @@ eval: ingest
 	  --config hybrid --out eval/reports/blind-dev
 	$(BIN)/rag eval --dataset eval/stard-dev.jsonl --config bm25 --config dense --config hybrid-rrf \
 	  --config hybrid --out eval/reports/stard-dev
+	$(BIN)/rag eval --dataset eval/blind-dev2.jsonl --config bm25 --config dense --config hybrid-rrf \
+	  --config hybrid --out eval/reports/blind-dev2
 	$(BIN)/python eval/ablation.py --dataset eval/test.jsonl --out eval/reports/ablation.md
 	@if [ -d "$(LOCAL_REGS)" ]; then \
 	  RAG_DATA_DIR=.rag-local $(BIN)/rag ingest --quiet "$(LOCAL_REGS)" && \

@@ -33,7 +33,7 @@ from rag.settings import REPO_ROOT, from_env
 
 log = logging.getLogger(__name__)
 
-TRAIN_SETS = ("eval/dev.jsonl", "eval/blind-dev.jsonl", "eval/stard-dev.jsonl")
+TRAIN_SETS = ("eval/dev.jsonl", "eval/blind-dev.jsonl", "eval/blind-dev2.jsonl", "eval/stard-dev.jsonl")
 LAMBDAS = (0.3, 1.0, 3.0, 10.0, 30.0)
 FOLDS = 5
 HOOK_DROPOUT = 0.5
@@ -234,7 +234,7 @@ def report(queries: list[Query], lam: float, by_lambda: dict[float, float], mode
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", action="append", help="training sets (default: the three development sets)")
+    p.add_argument("--dataset", action="append", help="training sets (default: the four development sets)")
     p.add_argument("--model", default=str(MODEL_PATH))
     p.add_argument("--out", default=str(REPO_ROOT / "eval" / "reports" / "ranker.md"))
     p.add_argument("--hook-questions", type=int, default=0, metavar="N",
