@@ -79,6 +79,28 @@ def test_training_finds_the_signal_that_marks_the_gold_candidate():
     assert int(np.argmax(np.abs(model.weights))) == cov and model.weights[cov] > 0
 
 
+def test_leaving_a_set_out_shows_a_signal_only_that_set_carries():
+    from rag.bench.evaluate import EvalItem
+    from rag.bench.train_ranker import Query, cross_validated, left_out_by_set
+
+    rng = np.random.default_rng(1)
+    d = len(FEATURE_NAMES)
+    marks = {"a.jsonl": FEATURE_NAMES.index("coverage"), "b.jsonl": FEATURE_NAMES.index("clause_len_log")}
+    queries = []
+    for file, col in marks.items():  # each writer's questions are told apart by another signal
+        for i in range(40):
+            x = rng.normal(size=(5, d))
+            gold = np.zeros(5, dtype=bool)
+            gold[i % 5] = True
+            x[:, col] = 0.0
+            x[i % 5, col] = 3.0
+            queries.append(Query(EvalItem(f"{file}{i}", "q", "zh", True, ("e",), (), "c", file=file), x, gold))
+    mixed = np.mean([hit for _, hit in cross_validated(queries, 1.0)])
+    left_out = np.mean([hit for _, hit in left_out_by_set(queries, 1.0)])
+    assert mixed > 0.8  # random folds train on both writers
+    assert left_out < 0.5  # a model that never saw a writer's signal is near chance (0.2) on them
+
+
 def test_the_shipped_model_matches_the_features_and_its_embedder():
     model = load_ranker("e5-small")
     assert model is not None and model.names == FEATURE_NAMES
