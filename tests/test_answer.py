@@ -122,6 +122,16 @@ def test_figure_rule_needs_an_explicit_quantity_ask_and_a_real_figure():
     assert not has_figure("商务部 2025年5月21日 商资发〔2025〕12号")  # a date and a document number
 
 
+def test_only_dictionary_places_count_as_names_the_corpus_lacks():
+    from rag.corpus.places import place_names
+
+    # jieba's HMM tagged "…法里" ("in the … law") as a place, so the question abstained.
+    assert place_names("安全生产法里有没有规定？") == []
+    assert place_names("能源法里对这个怎么说") == []
+    assert place_names("苏州工业园区的厂房租金是多少？") == ["苏州工业园区"]
+    assert place_names("What is the minimum wage in Kunshan?") == ["Kunshan"]
+
+
 @pytest.mark.slow
 def test_regulations_answer_conditions_with_the_law_as_see_also(full_assistant):
     # 小型微利企业 / 高新技术企业 conditions sit in the implementing regulation.

@@ -30,7 +30,9 @@ def posseg():
 
 def place_names(question: str) -> list[str]:
     """Place and proper names in the question: jieba `ns` words, capitalised English words."""
-    names = [w for w, flag in posseg().cut(question) if flag == "ns" and len(w) >= 2]
+    # Dictionary words only: the HMM's guesses at unknown words tag fragments as places
+    # ("科学技术进步法里" → 法里, "经开区" → 开区), which made answerable questions abstain.
+    names = [w for w, flag in posseg().cut(question, HMM=False) if flag == "ns" and len(w) >= 2]
     for m in _CAPITALISED.finditer(question):
         words = [w for w in m.group(1).split() if w.lower() not in _COMMON_PROPER]
         if words:
