@@ -132,6 +132,26 @@ def test_only_dictionary_places_count_as_names_the_corpus_lacks():
     assert place_names("What is the minimum wage in Kunshan?") == ["Kunshan"]
 
 
+def test_a_ranking_or_an_appointment_is_answered_only_by_a_clause_that_states_one():
+    from rag.qa.scope import unanswered_ask
+
+    plan = "支持国家级经开区在国家政策框架内建立完善符合实际的绩效考核和激励机制。"
+    assert unanswered_ask("哪个经开区在去年的考核评价里排名第一？", plan) == "a ranking position"
+    assert unanswered_ask("Which zone ranked first in the latest evaluation?", plan) == "a ranking position"
+    assert unanswered_ask("管委会主任由谁任命？", plan) == "who appoints an official"
+    assert unanswered_ask("Who appoints the head of a zone?", plan) == "who appoints an official"
+    # Asking how results are used, or a clause that does state it, is not such a question.
+    assert unanswered_ask("考核评价的结果会怎么运用？", plan) is None
+    assert unanswered_ask("评标委员会推荐的中标候选人排第几名的中标？", "排名第一的中标候选人为中标人") is None
+    assert unanswered_ask("负责人由谁任命？", "由本级人民政府任免") is None
+
+
+@pytest.mark.slow
+def test_which_zone_ranked_first_is_not_found_with_related_clauses(full_assistant):
+    r = full_assistant.ask("Which national ETDZ ranked first in the latest comprehensive evaluation?")
+    assert r.abstained and not r.citations and r.related
+
+
 @pytest.mark.slow
 def test_regulations_answer_conditions_with_the_law_as_see_also(full_assistant):
     # 小型微利企业 / 高新技术企业 conditions sit in the implementing regulation.

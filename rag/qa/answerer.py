@@ -32,7 +32,7 @@ from rag.qa.compose import (
 )
 from rag.qa.live import LiveIndex
 from rag.qa.loaded import LoadedIndex
-from rag.qa.scope import asks_for_figure, has_figure, unknown_names
+from rag.qa.scope import asks_for_figure, has_figure, unanswered_ask, unknown_names
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -198,8 +198,11 @@ class Answerer:
         confidence, least = results[0].confidence, self.settings.abstain_confidence
         if confidence is not None and confidence < least:
             return picked, f"the best clause is uncertain: confidence {confidence:.2f} < {least:.2f}"
+        quoted = "".join(r.chunk.text for r, _ in picked)
+        if not exact and (missing := unanswered_ask(question, quoted)):
+            return picked, f"the question asks for {missing} and the matching clauses state none"
         # The figure may sit outside the best-matching sentence, so look at the quoted clauses whole.
-        if not exact and asks_for_figure(question) and not has_figure("".join(r.chunk.text for r, _ in picked)):
+        if not exact and asks_for_figure(question) and not has_figure(quoted):
             # A linked clause may hold it: the law article a regulation article explains.
             linked = linked_figure(idx, picked, tokens)
             if linked is None:

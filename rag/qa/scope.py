@@ -50,3 +50,26 @@ def unknown_names(question: str, corpus_has: Callable[[str], bool],
         elif not known_english(name):
             out.append(name)
     return out
+
+
+# Facts the corpus states only where a clause says so in words: a question asking for one is
+# answered by a clause that names it, or not at all. National law and the work plan rank no
+# zone and appoint no official, so "which zone ranked first" or "who appoints the director"
+# drew the preface or the evaluation measure as an answer.
+_ASKED_FACTS: tuple[tuple[re.Pattern[str], re.Pattern[str], str], ...] = (
+    (re.compile(r"排第几|第几名|排名第几|排在第几|排名第一|排第一|名次|排名结果|排前几|前\d+名|"
+                r"\branked (?:number|no\.?|#|first|top|\d)|\branking results?\b|"
+                r"\bwhich\b[^?]*\b(?:ranked|in (?:the )?top)\b", re.I),
+     re.compile(r"排名|名次|第[一二三四五六七八九十\d]+名"), "a ranking position"),
+    (re.compile(r"谁任命|由谁任命|任命的|谁来任命|任免|\bwho appoints\b|\bappointed by\b|\bwho (?:names|picks) the\b",
+                re.I),
+     re.compile(r"任命|任免|聘任"), "who appoints an official"),
+)
+
+
+def unanswered_ask(question: str, text: str) -> str | None:
+    """What the question asks for that the text does not state ("a ranking position"), if any."""
+    for asks, gives, what in _ASKED_FACTS:
+        if asks.search(question) and not gives.search(text):
+            return what
+    return None
