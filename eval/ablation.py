@@ -20,7 +20,7 @@ from rag.bench.evaluate import first_hit_rank, holds_evidence, load_dataset  # n
 from rag.bench.judgments import doc_kind  # noqa: E402
 from rag.corpus.normalize import normalize_query  # noqa: E402
 from rag.qa.assistant import Assistant  # noqa: E402
-from rag.qa.compose import resolve_follow_up  # noqa: E402
+from rag.qa.followup import follow_up  # noqa: E402
 from rag.qa.search import HybridSearcher  # noqa: E402
 from rag.settings import from_env  # noqa: E402
 
@@ -39,8 +39,8 @@ def run(searcher: HybridSearcher, items, retrievers, dropped: set[str]) -> dict[
     groups: dict[str, list] = {}
     for item, kind, doc_id in items:
         q = normalize_query(item.question)
-        _, ctx = resolve_follow_up(q, list(item.history) or None)
-        hits = searcher.search(q, k=10, retrievers=retrievers, extra_query=normalize_query(ctx) if ctx else "")
+        hits = searcher.search(q, k=10, retrievers=retrievers,
+                               **searcher.follow_up_args(follow_up(q, list(item.history) or None)))
         rank = first_hit_rank([h.chunk.text for h in hits], item.evidence)
         for key in ("all", item.lang, kind) + (("hooks removed",) if doc_id in dropped else ()):
             groups.setdefault(key, []).append(rank)

@@ -153,6 +153,25 @@ def test_which_zone_ranked_first_is_not_found_with_related_clauses(full_assistan
 
 
 @pytest.mark.slow
+def test_a_follow_up_that_states_itself_keeps_the_previous_document_not_its_words(full_assistant):
+    from rag.corpus.normalize import normalize_query
+    from rag.qa.followup import FollowUp
+
+    previous = "政府投资项目能不能让施工单位垫资？"
+    question = "那如果建设单位已经要求施工方垫资开工了，有关部门会怎么处理这个项目，领导要不要承担责任？"
+    history = [{"role": "user", "content": previous}, {"role": "assistant", "content": "不能。"}]
+    r = full_assistant.ask(question, history=history)
+    assert [c.label for c in r.citations] == ["《政府投资条例》第三十四条"], r.answer[:300]
+    # What the rule replaces: the previous words pull the search back to the previous clause
+    # (垫资 is forbidden), and the question alone leaves the regulation.
+    searcher, query = full_assistant.searcher, normalize_query(question)
+    carried = searcher.search(query, k=1, **searcher.follow_up_args(FollowUp(context=previous)))
+    alone = searcher.search(query, k=1)
+    assert carried[0].chunk.label == "《政府投资条例》第二十二条"
+    assert alone[0].chunk.short_title != "政府投资条例"
+
+
+@pytest.mark.slow
 def test_regulations_answer_conditions_with_the_law_as_see_also(full_assistant):
     # 小型微利企业 / 高新技术企业 conditions sit in the implementing regulation.
     small = full_assistant.ask("小型微利企业的标准是什么？")
@@ -224,22 +243,27 @@ def test_a_second_clause_is_cited_only_without_the_learned_confidence():
 
 
 def test_which_follow_ups_carry_the_previous_turn():
-    from rag.qa.compose import resolve_follow_up
+    from rag.qa.followup import FollowUp, follow_up
 
-    history = [{"role": "user", "content": "政府投资项目可以要求施工单位垫资吗？"},
-               {"role": "assistant", "content": "……"}]
-    carried = {
-        "那外资企业呢？": True,  # elliptic
-        "What about a utility model, same?": True,
-        "要是施工方已经垫了资呢？这事会有什么后果": True,  # a supposition put to the previous turn
-        "这种情况要罚款吗？": True,  # points back at it
-        "另外问下，我们园区平台公司想融资，区财政能出担保函吗？": False,  # opens a new topic
-        "Thanks. Different question: can a foreigner work in the zone?": False,
-        "如果企业在园区投资，可以享受什么优惠？": False,  # a whole question, no 呢
-        "ok and for the M0 land, can they sell the floors?": True,  # courtesy, then a continuation
-        "Switching topic: what about taxes for foreign firms?": False,
+    previous = "政府投资项目可以要求施工单位垫资吗？"
+    history = [{"role": "user", "content": previous}, {"role": "assistant", "content": "……"}]
+    words, document, nothing = FollowUp(context=previous), FollowUp(topic=previous), FollowUp()
+    expected = {
+        "那外资企业呢？": words,  # elliptic
+        "What about a utility model, same?": words,
+        "要是施工方已经垫了资呢？这事会有什么后果": words,  # a supposition put to the previous turn
+        "这种情况要罚款吗？": words,  # points back at it
+        "另外问下，我们园区平台公司想融资，区财政能出担保函吗？": nothing,  # opens a new topic
+        "Thanks. Different question: can a foreigner work in the zone?": nothing,
+        "如果企业在园区投资，可以享受什么优惠？": nothing,  # a whole question, no 呢
+        "ok and for the M0 land, can they sell the floors?": words,  # courtesy, then a continuation
+        "Switching topic: what about taxes for foreign firms?": nothing,
+        # A continuation that states a whole question itself: its own words, the previous document.
+        "那要是施工方已经垫了资，这个项目的审批部门会怎么处理，责任人要承担什么法律责任？": document,
+        "And if the contractor has already advanced the money anyway, what penalties apply to the project owner, "
+        "and who must correct it and by when?": document,
     }
-    for question, carries in carried.items():
-        _, context = resolve_follow_up(question, history)
-        assert bool(context) is carries, question
-    assert resolve_follow_up("那外资企业呢？", None) == ("那外资企业呢？", "")
+    for question, carries in expected.items():
+        assert follow_up(question, history) == carries, question
+    assert follow_up("那外资企业呢？", None) == nothing
+    assert follow_up("那外资企业呢？", [{"role": "assistant", "content": "……"}]) == nothing

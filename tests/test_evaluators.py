@@ -95,6 +95,27 @@ def test_external_answers_known_numbers(tmp_path: Path) -> None:
     assert cfg["by_doc_kind"]["law"]["hit@1"] == 1 / 3 and cfg["by_doc_kind"]["notice"]["n"] == 1
 
 
+def test_multi_turn_items_are_reported_by_how_they_follow_on(tmp_path: Path) -> None:
+    history = [{"role": "user", "content": "前一个问题"}, {"role": "assistant", "content": "前一个回答"}]
+    rows = [dict(DATASET[0], history=history, turn_kind="continuation"),
+            dict(DATASET[1], history=history, turn_kind="topic-switch"),
+            dict(DATASET[2], history=history),  # a follow-up whose kind nobody labelled
+            *DATASET[3:]]
+    items = load_dataset(_jsonl(tmp_path / "d.jsonl", rows))
+    assert [it.turn for it in items] == ["continuation", "topic-switch", "follow-up", "single", "single", "single"]
+    loaded = load_answers(_jsonl(tmp_path / "a.jsonl", ANSWERS))
+    records = [score_item(it, to_output(loaded.get(it.id), INDEX)) for it in items]
+    by_turn = summarize_config(records)["by_turn"]
+    # q1 (rank 2), q2 (rank 1), q3 (rank 3); singles q4 (no answer), u1, u2
+    assert by_turn["continuation"]["hit@1"] == 0.0 and by_turn["topic-switch"]["hit@1"] == 1.0
+    assert by_turn["follow-up"]["hit@3"] == 1.0 and by_turn["single"]["n"] == 3
+    assert "## By turn" in render_markdown(add_uncertainty({"configs": {"hybrid": summarize_config(records)}}))
+    # Without any history there is nothing to break down.
+    assert summarize_config([r for r in records if r["turn"] == "single"])["by_turn"] == {}
+    with pytest.raises(DatasetError, match="turn_kind"):
+        load_dataset(_jsonl(tmp_path / "bad.jsonl", [dict(DATASET[0], history=history, turn_kind="sequel")]))
+
+
 def test_answer_file_errors_name_the_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "q1", "answer": "x"}\n{"id": "q2", "citations": "《甲法》第一条"}\n',

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from rag.bench import external
 from rag.bench.baseline import ConfigOutput, NaiveBaseline
 from rag.bench.judgments import EvalIndex, kinds_in
-from rag.bench.stats import LANGS, MRR_CUTOFF, add_uncertainty
+from rag.bench.stats import LANGS, MRR_CUTOFF, TURN_KINDS, add_uncertainty, turn_groups
 from rag.corpus.normalize import fold_for_match
 from rag.errors import ConfigError, DatasetError, RagError
 
@@ -54,6 +54,7 @@ class EvalItem:
     category: str
     source: str = ""
     history: tuple[dict[str, str], ...] = ()
+    turn: str = "single"  # single, or for an item with history: continuation / topic-switch / follow-up
     file: str = ""
     line: int = 0
 
@@ -123,10 +124,14 @@ def _parse_item(obj: Any, file: Path, line: int) -> EvalItem:
         for t in history
     ):
         raise fail("'history' must be a list of {\"role\": \"user\"|\"assistant\", \"content\": str}")
+    kind = obj.get("turn_kind")
+    if history and kind not in (None, "", *TURN_KINDS):
+        raise fail(f"'turn_kind' must be one of {', '.join(TURN_KINDS)}, not {kind!r}")
+    turn = (kind or "follow-up") if history else "single"
     return EvalItem(
         id=obj["id"], question=obj["question"], lang=obj["lang"], answerable=obj["answerable"],
         evidence=evidence, answer_keywords=keywords, category=obj["category"], source=source,
-        history=tuple({"role": t["role"], "content": t["content"]} for t in history),
+        history=tuple({"role": t["role"], "content": t["content"]} for t in history), turn=turn,
         file=str(file), line=line,
     )
 
@@ -238,7 +243,7 @@ def percentile(values: Sequence[float], p: float) -> float | None:
 def score_item(item: EvalItem, out: ConfigOutput, top: int = 5) -> dict[str, Any]:
     """The per-item record of the JSON report (plus counts that aggregation needs)."""
     record: dict[str, Any] = {
-        "id": item.id, "lang": item.lang, "category": item.category,
+        "id": item.id, "lang": item.lang, "category": item.category, "turn": item.turn,
         "answerable": item.answerable, "hit_rank": None, "cited_ok": None,
         "keyword_recall": None, "abstained": out.abstained,
         "latency_ms": round(out.latency_ms, 1),
@@ -313,6 +318,8 @@ def summarize_config(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             kind: summarize([r for r in records if r.get("doc_kind") == kind])
             for kind in kinds_in(records)
         } if any("doc_kind" in r for r in records) else {},
+        # single questions vs the last question of a conversation, by how it follows on.
+        "by_turn": turn_groups(records, summarize),
         "items": list(records),
     }
 

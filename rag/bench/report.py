@@ -281,6 +281,14 @@ def render_markdown(report: dict[str, Any]) -> str:
                                           for k in LANG_COLUMNS]
                           for name, d in configs.items()
                           for kind, m in d.get("by_doc_kind", {}).items()])
+    if any(d.get("by_turn") for d in configs.values()):
+        out += ["## By turn", "",
+                "A single question, or the last question of a conversation: a continuation of the "
+                "turn before, a switch to a new topic, or a follow-up of unlabelled kind.", ""]
+        out += _md_table(["config", "turn"] + [_HEADERS[k] for k in LANG_COLUMNS],
+                         [[name, turn] + [_fmt_ci(m.get(k), k, d, "by_turn", turn) for k in LANG_COLUMNS]
+                          for name, d in configs.items()
+                          for turn, m in d.get("by_turn", {}).items()])
     if default in configs:
         out += [f"## By category (`{default}`)", ""]
         out += _md_table(["category"] + [h for _, h in COLUMNS],

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,8 @@ ALPHA = 0.05
 # The figures that get intervals and tests (latency and counts do not).
 LANGS = ("zh", "en")
 MRR_CUTOFF = 10  # MRR@10
+# How a multi-turn item's last question relates to the turns before (its `turn_kind`).
+TURN_KINDS = ("continuation", "topic-switch")
 
 METRICS = ("hit@1", "hit@3", "hit@5", "mrr@10", "citation_precision", "citation_recall",
            "keyword_recall", "abstention_precision", "abstention_recall", "abstention_f1")
@@ -186,8 +188,16 @@ def _permutation_p(num: np.ndarray, den: np.ndarray, n: int) -> np.ndarray:
     return np.where(same, 1.0, p)
 
 
+def turn_groups(records: Sequence[dict[str, Any]], of: Callable[[list[dict[str, Any]]], Any]) -> dict[str, Any]:
+    """`of` each turn kind present, or {} when no item has a history."""
+    turns = [t for t in ("single", "follow-up", *TURN_KINDS) if any(r.get("turn") == t for r in records)]
+    if turns in ([], ["single"]):
+        return {}
+    return {t: of([r for r in records if r.get("turn") == t]) for t in turns}
+
+
 def scopes(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """The record subsets the report shows: overall, by language, by document kind."""
+    """The record subsets the report shows: overall, by language, by document kind, by turn."""
     from rag.bench.judgments import kinds_in
 
     return {
@@ -196,6 +206,7 @@ def scopes(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, list[dict[s
                     for lang in LANGS if any(r["lang"] == lang for r in records)},
         "by_doc_kind": {k: [r for r in records if r.get("doc_kind") == k]
                         for k in kinds_in(records) if "doc_kind" in records[0]} if records else {},
+        "by_turn": turn_groups(records, list),
     }
 
 

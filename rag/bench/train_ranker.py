@@ -25,8 +25,8 @@ from rag.corpus.hooks import HookMatch, hook_rows, lexical_document
 from rag.corpus.normalize import normalize_query
 from rag.models import Retriever
 from rag.qa.assistant import Assistant
-from rag.qa.compose import resolve_follow_up
 from rag.qa.features import FEATURE_NAMES, drop_hooks
+from rag.qa.followup import follow_up
 from rag.qa.ranker import MODEL_PATH, LinearRanker, softmax
 from rag.qa.search import DEFAULT_RETRIEVERS, HybridSearcher
 from rag.settings import REPO_ROOT, from_env
@@ -71,9 +71,8 @@ def collect(assistant: Assistant, items: list[EvalItem]) -> list[Query]:
         if not item.answerable:
             continue
         query = normalize_query(item.question)
-        _, context = resolve_follow_up(query, list(item.history) or None)
-        keys, x, exact = searcher.candidates(query, retrievers=retrievers,
-                                             extra_query=normalize_query(context) if context else "")
+        keys, x, exact = searcher.candidates(
+            query, retrievers=retrievers, **searcher.follow_up_args(follow_up(query, list(item.history) or None)))
         if exact:
             continue
         gold = np.array([holds_evidence(searcher.table.clauses[k].text, item.evidence) for k in keys])

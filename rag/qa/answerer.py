@@ -26,10 +26,10 @@ from rag.qa.compose import (
     evidence_of,
     finish,
     pick_quotes,
-    resolve_follow_up,
     sentence_score,
     sentences_of,
 )
+from rag.qa.followup import FollowUp, follow_up
 from rag.qa.live import LiveIndex
 from rag.qa.loaded import LoadedIndex
 from rag.qa.scope import asks_for_figure, has_figure, unanswered_ask, unknown_names
@@ -77,6 +77,7 @@ class Prepared:
     context: str  # a previous turn carried along (normalised; "" when none)
     resolved: str  # the question as answered, for the record
     model: Any  # the chat model, or None: extractive
+    topic: str = ""  # a previous turn whose document is preferred ("" when none)
 
 
 class Answerer:
@@ -129,9 +130,10 @@ class Answerer:
 
     def _prepare(self, req: Request, notes: list[str]) -> Prepared:
         query = normalize_query(req.question)
-        _, context = resolve_follow_up(query, req.history)
+        follow = follow_up(query, req.history)
+        context = follow.context
         prep = Prepared(query, normalize_query(context) if context else "",
-                        f"{context} {req.question}".strip() if context else req.question, None)
+                        f"{context} {req.question}".strip() if context else req.question, None, follow.topic)
         if req.mode != "llm":
             return prep
         from rag.qa.llm import condense_question, describe_failure
@@ -142,7 +144,7 @@ class Answerer:
             # the previous turn along.
             try:
                 prep.resolved = condense_question(prep.model, req.question, req.history)
-                prep.query, prep.context = normalize_query(prep.resolved), ""
+                prep.query, prep.context, prep.topic = normalize_query(prep.resolved), "", ""
             except LLMError as exc:
                 # The endpoint is down: asking it again for the answer would only wait once
                 # more. The follow-up keeps the previous turn as context.
@@ -169,6 +171,8 @@ class Answerer:
         with live.lock:
             live.reload_if_switched()
             idx = live.current
+            if prep.topic:
+                search |= idx.searcher.follow_up_args(FollowUp(topic=prep.topic), req.filters)
             results = idx.searcher.search(prep.query, **search,
                                           query_vector=vector if idx.searcher is searcher else None)
             if idx.searcher.dense_error and live.reload_if_switched(check_registry=True):

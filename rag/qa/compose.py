@@ -29,22 +29,6 @@ SECOND_CLAUSE_RATIO = 1.3
 # first alone raised citation precision from 0.657 to 0.736. Even a near tie (second at
 # >= 0.75 of the first's confidence) was right 1 time in 6.
 _HEADING = re.compile(r"^（[一二三四五六七八九十]+）[^。；]{2,30}。$")
-_ELLIPTIC = re.compile(r"^(那|那么|那如果|还有|另外|and\b|what about|how about|and what|and for|what if)", re.I)
-# A pronoun that points back at the previous turn ("does it say…", "those obligations", 它/该/这些).
-_ANAPHORA = re.compile(r"\b(it|its|those|these|that one|this one)\b|它|该类|该项|该条|该法|这些|那些|这个|那个|这类|那类|此类|上述"
-                       r"|这事|这件事|此事|这种情况|这样的话", re.I)
-# "要是…呢？", "如果…呢": a supposition put to the previous turn.
-_SUPPOSITION = re.compile(r"^(要是|如果|假如|万一|若)[^？?。]*呢")
-# Words that open a new topic ("另外问下…", "还有个事…", "Different question: …"): the previous
-# turn must not be carried into it, though "还有"/"另外" alone continue one.
-_COURTESY = re.compile(r"^(?:(?:ok(?:ay)?|thanks?|thank you|great|got it|好的|好|谢谢|明白了|嗯|哦)[\s,.!;:。，！；：、]*)+", re.I)
-_TOPIC_SWITCH = re.compile(
-    r"^(?:另外(?:问下|问一下|想问|再问|一个问题|一件事|，|,)|还有(?:个事|一件事|一个问题|个问题|，|,)|对了|换个(?:问题|话题)"
-    r"|顺便问|再问(?:一下|个)|另一个问题|(?:now |and )?(?:a )?(?:different|separate|new|another|other) "
-    r"(?:topic|question|issue|matter|thing)|unrelated|by the way|btw\b|one more (?:question|thing)"
-    r"|also,? (?:a )?(?:question|unrelated)|switching (?:topics?|subjects?|gears)|(?:a )?change of (?:topic|subject)"
-    r"|on (?:a|an)?(?:other|different|separate) (?:note|topic|matter))",
-    re.I)
 
 
 @dataclass(frozen=True)
@@ -77,24 +61,6 @@ def sentence_score(sentence: str, tokens: list[str]) -> float:
 def coverage(text: str, tokens: list[str]) -> float:
     total = sum(term_weight(t) for t in tokens)
     return sentence_score(text, tokens) / total if total else 0.0
-
-
-def is_elliptic(question: str) -> bool:
-    q = _COURTESY.sub("", question.strip())  # "ok and for the M0 land…" continues
-    return bool(_ELLIPTIC.match(q) or _ANAPHORA.search(q) or _SUPPOSITION.match(q)) or len(re.sub(r"[\s\W]", "", q)) <= 6
-
-
-def opens_new_topic(question: str) -> bool:
-    return bool(_TOPIC_SWITCH.match(_COURTESY.sub("", question.strip())))
-
-
-def resolve_follow_up(question: str, history: list[dict[str, str]] | None) -> tuple[str, str]:
-    """(question, carried context): an elliptic follow-up carries the previous user turn; a
-    question that opens a new topic carries nothing."""
-    if not history or opens_new_topic(question) or not is_elliptic(question):
-        return question, ""
-    previous = [h.get("content", "") for h in history if h.get("role") == "user"]
-    return question, previous[-1] if previous else ""
 
 
 def evidence_of(results: list[ScoredChunk], tokens: list[str], exact: bool) -> Evidence:

@@ -8,13 +8,13 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from rag.corpus.aliases import canonical_chinese, english_documents
 from rag.corpus.lexicon import translate_terms
-from rag.corpus.normalize import detect_language
+from rag.corpus.normalize import detect_language, normalize_query
 from rag.corpus.references import ClauseRef, find_reference
 from rag.corpus.romanize import mentioned, romanised_names
 from rag.index.clauses import ClauseTable, Filters, clause_key_of
@@ -29,6 +29,7 @@ from rag.index.lexical import (
 from rag.models import IN_FORCE, Retriever, Score, ScoredChunk
 from rag.qa.compose import coverage
 from rag.qa.features import CandidateSignals, QueryFacts, feature_matrix
+from rag.qa.followup import FollowUp
 from rag.qa.fusion import combine_with_hooks, rrf
 from rag.qa.ranker import POOL, LinearRanker, softmax
 
@@ -170,6 +171,16 @@ class HybridSearcher:
             found.add("工作方案")
         return found
 
+    def follow_up_args(self, follow: FollowUp, filters: Filters | None = None) -> dict[str, Any]:
+        """The `search` arguments that carry a follow-up's previous turn: its words, or the
+        document a search for it alone answers from."""
+        if follow.context:
+            return {"extra_query": normalize_query(follow.context)}
+        if follow.topic:
+            top = self.search(normalize_query(follow.topic), k=1, filters=filters)
+            return {"context_documents": frozenset(r.chunk.short_title for r in top)}
+        return {}
+
     def reference(self, query: str) -> ClauseRef | None:
         return find_reference(query, self.known_titles, self.english_to_short, self.zh_aliases)
 
@@ -187,13 +198,14 @@ class HybridSearcher:
     def search(self, query: str, *, k: int = 5, filters: Filters | None = None,
                retrievers: tuple[str, ...] = DEFAULT_RETRIEVERS, reranker: Reranker | None = None,
                weights: dict[str, float] | None = None, extra_query: str = "",
-               query_vector: np.ndarray | Exception | None = None) -> list[ScoredChunk]:
+               query_vector: np.ndarray | Exception | None = None,
+               context_documents: frozenset[str] = frozenset()) -> list[ScoredChunk]:
         """`query` is normalised; `extra_query` (a previous turn) widens recall only.
         `query_vector`: what `query_vector(query, extra_query)` returned or raised beforehand.
         With `Retriever.LEARNED` the shipped model reorders the fused top POOL; `reranker`
         then reorders the top 20 (a clause the question names stays first either way)."""
         run = self._fuse(query, filters or Filters(), retrievers, weights or DEFAULT_WEIGHTS, extra_query,
-                         query_vector)
+                         query_vector, context_documents)
         order = run.order
         confidence: dict[tuple[str, int], float] = {}
         if Retriever.LEARNED in retrievers and self.ranker is not None:
@@ -218,11 +230,13 @@ class HybridSearcher:
 
     def candidates(self, query: str, *, filters: Filters | None = None,
                    retrievers: tuple[str, ...] = DEFAULT_RETRIEVERS, extra_query: str = "",
-                   query_vector: np.ndarray | Exception | None = None
+                   query_vector: np.ndarray | Exception | None = None,
+                   context_documents: frozenset[str] = frozenset()
                    ) -> tuple[list[tuple[str, int]], np.ndarray, int]:
         """What the learned stage sees (for training it): the fused top POOL clauses after any
         the question names, their feature matrix, and how many named clauses came first."""
-        run = self._fuse(query, filters or Filters(), retrievers, DEFAULT_WEIGHTS, extra_query, query_vector)
+        run = self._fuse(query, filters or Filters(), retrievers, DEFAULT_WEIGHTS, extra_query, query_vector,
+                         context_documents)
         return (*self._pool(run), run.exact_count)
 
     def _pool(self, run: _Run) -> tuple[list[tuple[str, int]], np.ndarray]:
@@ -231,7 +245,8 @@ class HybridSearcher:
         return pool, feature_matrix(self.candidate_signals(run, pool), run.facts)
 
     def _fuse(self, query: str, filters: Filters, retrievers: tuple[str, ...], weights: dict[str, float],
-              extra_query: str, query_vector: np.ndarray | Exception | None) -> _Run:
+              extra_query: str, query_vector: np.ndarray | Exception | None,
+              context_documents: frozenset[str] = frozenset()) -> _Run:
         """Every list scored and fused, clauses the question names first."""
         run = _Run(tokens=query_tokens(query), facts=QueryFacts(english=detect_language(query) == "en",
                                                                 length=len(query)))
@@ -269,7 +284,7 @@ class HybridSearcher:
                                                         hook_keys=self._hook_keys)
         run.fused = fused = rrf(dict(run.rankings), weights)
         run.mentioned = self.mentioned_documents(query) | (
-            self.mentioned_documents(extra_query) if extra_query else set())
+            self.mentioned_documents(extra_query) if extra_query else set()) | context_documents
         if run.mentioned:
             for key in fused:
                 if self.table.clauses[key].short_title in run.mentioned:
