@@ -172,6 +172,26 @@ def test_a_follow_up_that_states_itself_keeps_the_previous_document_not_its_word
 
 
 @pytest.mark.slow
+def test_a_chain_of_follow_ups_keeps_the_document_of_the_conversation(full_assistant):
+    from dataclasses import replace
+
+    from rag.corpus.normalize import normalize_query
+    from rag.qa.followup import follow_up
+
+    history = [{"role": "user", "content": "发明专利的保护期是多久？"}, {"role": "assistant", "content": "二十年。"},
+               {"role": "user", "content": "那外观设计呢？"}, {"role": "assistant", "content": "十五年。"}]
+    question = "那外观设计专利权的保护范围是怎么确定的，是以图片或者照片中的产品设计为准吗？"
+    r = full_assistant.ask(question, history=history)
+    assert r.citations and r.citations[0].label == "《专利法》第六十四条", r.answer[:300]
+    # "那外观设计呢？" asked alone leads to the implementing rules, not the law the talk is about.
+    searcher, query = full_assistant.searcher, normalize_query(question)
+    follow = follow_up(query, history)
+    assert follow.topic == "那外观设计呢？" and follow.topic_follows is not None
+    unchained = searcher.search(query, k=1, **searcher.follow_up_args(replace(follow, topic_follows=None)))
+    assert unchained[0].chunk.short_title != "专利法"
+
+
+@pytest.mark.slow
 def test_regulations_answer_conditions_with_the_law_as_see_also(full_assistant):
     # 小型微利企业 / 高新技术企业 conditions sit in the implementing regulation.
     small = full_assistant.ask("小型微利企业的标准是什么？")
@@ -266,4 +286,11 @@ def test_which_follow_ups_carry_the_previous_turn():
     for question, carries in expected.items():
         assert follow_up(question, history) == carries, question
     assert follow_up("那外资企业呢？", None) == nothing
+    # A chain: the previous question was itself elliptic, so its own search carries the one before.
+    chain = [{"role": "user", "content": "发明专利保护多久？"}, *history]
+    long_one = "那要是施工方已经垫了资，这个项目的审批部门会怎么处理，责任人要承担什么法律责任？"
+    assert follow_up(long_one, chain) == document  # 政府投资项目… is not elliptic: nothing before it
+    elliptic = [*history, {"role": "user", "content": "那外资企业呢？"}, {"role": "assistant", "content": "……"}]
+    assert follow_up(long_one, elliptic) == FollowUp(topic="那外资企业呢？", topic_follows=FollowUp(context=previous))
+    assert follow_up(long_one, elliptic, chain=1) == FollowUp(topic="那外资企业呢？")
     assert follow_up("那外资企业呢？", [{"role": "assistant", "content": "……"}]) == nothing

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from rag.corpus.normalize import normalize_query
 from rag.index.lexical import query_tokens
 
 # A carried follow-up with at least this many query tokens states its own question: carrying the
@@ -15,6 +16,9 @@ from rag.index.lexical import query_tokens
 # the development sets' follow-ups (blind-dev and blind-dev2 continuations, dev): hit@1 was flat
 # from 12 to 18 tokens (continuations 8 -> 12-13 of 19, dev unchanged), fell at 20.
 STANDALONE_TOKENS = 15
+# How many earlier turns a chain of follow-ups looks back through to find its document
+# (each step is one more search).
+MAX_CHAIN = 2
 
 # Opening words of an elliptic follow-up.
 _ELLIPTIC = re.compile(r"^(那|那么|那如果|还有|另外|and\b|what about|how about|and what|and for|what if)", re.I)
@@ -42,6 +46,8 @@ class FollowUp:
 
     context: str = ""  # its words join the search (an elliptic follow-up)
     topic: str = ""  # the document it is answered from is preferred (a follow-up that states itself)
+    # How `topic` itself followed the turn before it ("那外观设计呢？" after a patent question).
+    topic_follows: FollowUp | None = None
 
 
 def is_elliptic(question: str) -> bool:
@@ -53,13 +59,15 @@ def opens_new_topic(question: str) -> bool:
     return bool(_TOPIC_SWITCH.match(_COURTESY.sub("", question.strip())))
 
 
-def follow_up(question: str, history: list[dict[str, str]] | None) -> FollowUp:
+def follow_up(question: str, history: list[dict[str, str]] | None, chain: int = MAX_CHAIN) -> FollowUp:
     """How `question` (normalised) uses the last user turn of `history`."""
     if not history or opens_new_topic(question) or not is_elliptic(question):
         return FollowUp()
-    previous = [h.get("content", "") for h in history if h.get("role") == "user"]
-    if not previous or not previous[-1].strip():
+    users = [i for i, h in enumerate(history) if h.get("role") == "user"]
+    previous = history[users[-1]].get("content", "") if users else ""
+    if not previous.strip():
         return FollowUp()
-    if len(query_tokens(question)) >= STANDALONE_TOKENS:
-        return FollowUp(topic=previous[-1])
-    return FollowUp(context=previous[-1])
+    if len(query_tokens(question)) < STANDALONE_TOKENS:
+        return FollowUp(context=previous)
+    before = follow_up(normalize_query(previous), history[:users[-1]], chain - 1) if chain > 1 else FollowUp()
+    return FollowUp(topic=previous, topic_follows=before if before != FollowUp() else None)

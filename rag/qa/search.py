@@ -177,7 +177,8 @@ class HybridSearcher:
         if follow.context:
             return {"extra_query": normalize_query(follow.context)}
         if follow.topic:
-            top = self.search(normalize_query(follow.topic), k=1, filters=filters)
+            before = self.follow_up_args(follow.topic_follows, filters) if follow.topic_follows else {}
+            top = self.search(normalize_query(follow.topic), k=1, filters=filters, **before)
             return {"context_documents": frozenset(r.chunk.short_title for r in top)}
         return {}
 
