@@ -293,4 +293,5 @@ def test_which_follow_ups_carry_the_previous_turn():
     elliptic = [*history, {"role": "user", "content": "那外资企业呢？"}, {"role": "assistant", "content": "……"}]
     assert follow_up(long_one, elliptic) == FollowUp(topic="那外资企业呢？", topic_follows=FollowUp(context=previous))
     assert follow_up(long_one, elliptic, chain=1) == FollowUp(topic="那外资企业呢？")
+    assert follow_up("那民营企业呢？", elliptic) == FollowUp(context=f"{previous} 那外资企业呢？")
     assert follow_up("那外资企业呢？", [{"role": "assistant", "content": "……"}]) == nothing

@@ -67,7 +67,8 @@ def follow_up(question: str, history: list[dict[str, str]] | None, chain: int = 
     previous = history[users[-1]].get("content", "") if users else ""
     if not previous.strip():
         return FollowUp()
-    if len(query_tokens(question)) < STANDALONE_TOKENS:
-        return FollowUp(context=previous)
     before = follow_up(normalize_query(previous), history[:users[-1]], chain - 1) if chain > 1 else FollowUp()
+    if len(query_tokens(question)) < STANDALONE_TOKENS:
+        # "那商业用地呢？" then "那工业用地呢？": the words of the whole elliptic chain.
+        return FollowUp(context=f"{before.context} {previous}".strip())
     return FollowUp(topic=previous, topic_follows=before if before != FollowUp() else None)
