@@ -77,7 +77,7 @@ class Prepared:
     context: str  # a previous turn carried along (normalised; "" when none)
     resolved: str  # the question as answered, for the record
     model: Any  # the chat model, or None: extractive
-    topic: FollowUp | None = None  # a previous turn whose document is preferred
+    follow: FollowUp = FollowUp()  # what the search takes from the previous turns
 
 
 class Answerer:
@@ -133,8 +133,7 @@ class Answerer:
         follow = follow_up(query, req.history)
         context = follow.context
         prep = Prepared(query, normalize_query(context) if context else "",
-                        f"{context} {req.question}".strip() if context else req.question, None,
-                        follow if follow.topic else None)
+                        f"{context} {req.question}".strip() if context else req.question, None, follow)
         if req.mode != "llm":
             return prep
         from rag.qa.llm import condense_question, describe_failure
@@ -145,7 +144,7 @@ class Answerer:
             # the previous turn along.
             try:
                 prep.resolved = condense_question(prep.model, req.question, req.history)
-                prep.query, prep.context, prep.topic = normalize_query(prep.resolved), "", None
+                prep.query, prep.context, prep.follow = normalize_query(prep.resolved), "", FollowUp()
             except LLMError as exc:
                 # The endpoint is down: asking it again for the answer would only wait once
                 # more. The follow-up keeps the previous turn as context.
@@ -172,8 +171,9 @@ class Answerer:
         with live.lock:
             live.reload_if_switched()
             idx = live.current
-            if prep.topic:
-                search |= idx.searcher.follow_up_args(prep.topic, req.filters)
+            if prep.follow.topic:
+                # The previous question's document is looked up in the build this search uses.
+                search |= idx.searcher.follow_up_args(prep.follow, req.filters)
             results = idx.searcher.search(prep.query, **search,
                                           query_vector=vector if idx.searcher is searcher else None)
             if idx.searcher.dense_error and live.reload_if_switched(check_registry=True):

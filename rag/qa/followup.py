@@ -42,7 +42,7 @@ _TOPIC_SWITCH = re.compile(
 
 @dataclass(frozen=True)
 class FollowUp:
-    """What a search takes from the previous user turn (both empty: nothing)."""
+    """What a search takes from the previous user turn (all empty: nothing)."""
 
     context: str = ""  # its words join the search (an elliptic follow-up)
     topic: str = ""  # the document it is answered from is preferred (a follow-up that states itself)
